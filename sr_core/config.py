@@ -1,0 +1,170 @@
+"""params.yaml -> typed, frozen dataclasses.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and numbers are
+coerced from strings because `dvc exp run -S lr=1e-5` writes `1e-05`, which YAML reads as a string.
+"""
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sr_core.model import ModelConfig
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The bundled demo data set, cut from the photographs shipped inside scikit-image."""
+
+    out_dir: str = "data/demo"
+    train_images: tuple[str, ...] = ("astronaut", "camera", "chelsea", "coffee", "rocket")
+    test_images: tuple[str, ...] = ("cell", "colorwheel")
+    tile_size: int = 128  # HR side of each training tile
+    min_tile_std: float = 20.0  # tiles flatter than this are skipped
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Paired folders: the same file names in lr/ and hr/, HR exactly `scale` times the LR."""
+
+    train_lr_dir: str = "data/demo/train/lr"
+    train_hr_dir: str = "data/demo/train/hr"
+    test_lr_dir: str = "data/demo/test/lr"
+    scale: int = 4
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_split: float = 0.15
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 8
+    patch_size: int = 0  # HR patch side; 0 trains on whole images like the seed
+    patches_per_image: int = 1  # random patches cut from each training image per epoch
+    augment: bool = True  # random flips and 90-degree rotations
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    loss: str = "l1"
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choice("train.schedule", self.schedule, ("constant", "cosine"))
+        _check_choice("train.loss", self.loss, ("l1", "mse"))
+        if self.patch_size < 0 or self.patches_per_image < 1 or self.batch_size < 1:
+            raise ValueError(f"train: patch_size >= 0, patches_per_image >= 1, batch_size >= 1; got {self}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    num_samples: int = 4  # val images shown in the side-by-side plot
+    sample_crop: int = 128  # HR side of each crop in it
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Every file the pipeline writes; dvc.yaml reads these same keys through templating."""
+
+    split: str = "data/split.json"
+    rejects: str = "data/rejects.csv"
+    split_metrics: str = "metrics/split.json"
+    model: str = "models/best.pt"
+    train_metrics: str = "metrics/train.json"
+    history: str = "metrics/history.csv"
+    eval_metrics: str = "metrics/eval.json"
+    eval_samples: str = "metrics/eval_samples.png"
+    predictions: str = "data/predictions"
+    submission: str = "submission.csv"
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float = 1e-4
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.model.scale != self.data.scale:
+            raise ValueError(f"model.scale ({self.model.scale}) must equal data.scale ({self.data.scale})")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a mapping, got {value!r}")
+        return build(kind, value, where)
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        (item_kind, _) = typing.get_args(kind)
+        return tuple(_coerce(v, item_kind, where) for v in value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise ValueError(f"{where} must be true or false, got {value!r}")
+    if kind in (int, float):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be a number, got {value!r}") from None
+        if kind is int:
+            if not number.is_integer():
+                raise ValueError(f"{where} must be a whole number, got {value!r}")
+            return int(number)
+        return number
+    if kind is str:
+        return str(value)
+    raise TypeError(f"{where}: unsupported field type {kind}")
+
+
+def build(cls: type, values: dict, where: str = "params") -> Any:
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys and coercing types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in values.items()}
+    return cls(**kwargs)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read params: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    try:
+        return build(Params, values)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def to_dict(config: Any) -> dict:
+    """A config as plain dicts/lists, for checkpoints and metrics files."""
+    return dataclasses.asdict(config)

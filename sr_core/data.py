@@ -1,0 +1,127 @@
+"""Paired LR/HR folders: checking the pairs, the seed's train/val split, and training datasets.
+
+A pair is one file name present in both lr/ and hr/, whose HR is exactly `scale` times the LR in
+both sides. Pairs that fail are reported with the reason, never silently dropped.
+"""
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from sr_core.files import write_json
+from sr_core.images import ImageError, image_to_tensor, list_images, read_rgb
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    lr_path: Path
+    hr_path: Path
+
+
+@dataclass(frozen=True)
+class Reject:
+    name: str
+    reason: str
+
+
+def _check_pair(pair: Pair, scale: int) -> str | None:
+    """The reason `pair` cannot be used, or None. Decodes both files fully to catch truncation."""
+    try:
+        lr_img = read_rgb(pair.lr_path)
+        hr_img = read_rgb(pair.hr_path)
+    except ImageError as error:
+        return str(error)
+    (lr_h, lr_w), (hr_h, hr_w) = lr_img.shape[:2], hr_img.shape[:2]
+    if (hr_h, hr_w) != (scale * lr_h, scale * lr_w):
+        return f"HR is {hr_w}x{hr_h}, expected {scale}x the LR {lr_w}x{lr_h} = {scale * lr_w}x{scale * lr_h}"
+    return None
+
+
+def check_pairs(lr_dir: str | Path, hr_dir: str | Path, scale: int) -> tuple[list[Pair], list[Reject]]:
+    """Valid pairs sorted by name, and a Reject for every file that cannot be used."""
+    lr_files = {p.name: p for p in list_images(lr_dir)}
+    hr_files = {p.name: p for p in list_images(hr_dir)}
+    rejects = [Reject(n, f"no HR file in {hr_dir}") for n in sorted(lr_files.keys() - hr_files.keys())]
+    rejects += [Reject(n, f"no LR file in {lr_dir}") for n in sorted(hr_files.keys() - lr_files.keys())]
+    candidates = [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())]
+    # Pillow releases the GIL while decoding, so threads decode in parallel.
+    with ThreadPoolExecutor() as pool:
+        reasons = list(tqdm(pool.map(lambda p: _check_pair(p, scale), candidates),
+                            total=len(candidates), desc="checking pairs", unit="pair"))
+    pairs = [p for p, reason in zip(candidates, reasons) if reason is None]
+    rejects += [Reject(p.name, reason) for p, reason in zip(candidates, reasons) if reason is not None]
+    return pairs, sorted(rejects, key=lambda r: r.name)
+
+
+def split_names(names: list[str], val_split: float, seed: int) -> tuple[list[str], list[str]]:
+    """The seed's split: sort, random.seed(seed) + random.shuffle, first int(n * (1 - val_split)) train."""
+    if not 0 <= val_split < 1:
+        raise ValueError(f"val_split must be in [0, 1), got {val_split}")
+    shuffled = sorted(names)
+    random.Random(seed).shuffle(shuffled)  # the same stream as random.seed(seed); random.shuffle
+    num_train = int(len(shuffled) * (1 - val_split))
+    return shuffled[:num_train], shuffled[num_train:]
+
+
+def write_split(path: str | Path, train_names: list[str], val_names: list[str]) -> None:
+    write_json(path, {"train": train_names, "val": val_names})
+
+
+def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path) -> tuple[list[Pair], list[Pair]]:
+    """The train and val pairs that `split` wrote, as paths under the given folders."""
+    split = json.loads(Path(path).read_text())
+    return tuple([Pair(n, Path(lr_dir) / n, Path(hr_dir) / n) for n in split[part]] for part in ("train", "val"))
+
+
+def augment(lr_img: torch.Tensor, hr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random flip and rotation for both CHW tensors; rotations by 90 degrees only if square."""
+    square = lr_img.shape[-1] == lr_img.shape[-2]
+    turns = int(torch.randint(4, ())) if square else 2 * int(torch.randint(2, ()))
+    if torch.rand(()) < 0.5:
+        lr_img, hr_img = lr_img.flip(-1), hr_img.flip(-1)
+    return torch.rot90(lr_img, turns, (-2, -1)), torch.rot90(hr_img, turns, (-2, -1))
+
+
+class PairDataset(Dataset):
+    """Training samples as (lr_img, hr_img) CHW float 0..1 tensors.
+
+    With `patch_size` > 0, each item is a random aligned patch (HR side `patch_size`) and every
+    image yields `patches_per_image` items per epoch; with 0, items are whole images (the seed).
+    """
+
+    def __init__(self, pairs: list[Pair], scale: int, patch_size: int = 0,
+                 patches_per_image: int = 1, augment: bool = True):
+        if patch_size % scale:
+            raise ValueError(f"patch_size ({patch_size}) must be a multiple of scale ({scale})")
+        self.pairs = pairs
+        self.scale = scale
+        self.patch_size = patch_size
+        self.patches_per_image = patches_per_image if patch_size else 1
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.patches_per_image
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pair = self.pairs[index // self.patches_per_image]
+        lr_img, hr_img = image_to_tensor(read_rgb(pair.lr_path)), image_to_tensor(read_rgb(pair.hr_path))
+        if self.patch_size:
+            lr_patch = self.patch_size // self.scale
+            lr_h, lr_w = lr_img.shape[-2:]
+            if lr_h < lr_patch or lr_w < lr_patch:
+                raise ImageError(f"{pair.lr_path}: {lr_w}x{lr_h} is smaller than a {lr_patch} px LR patch")
+            y = int(torch.randint(lr_h - lr_patch + 1, ()))
+            x = int(torch.randint(lr_w - lr_patch + 1, ()))
+            lr_img = lr_img[:, y:y + lr_patch, x:x + lr_patch]
+            s = self.scale
+            hr_img = hr_img[:, s * y:s * (y + lr_patch), s * x:s * (x + lr_patch)]
+        if self.augment:
+            lr_img, hr_img = augment(lr_img, hr_img)
+        return lr_img, hr_img

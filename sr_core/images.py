@@ -1,0 +1,80 @@
+"""Reading and writing images. Arrays are HWC uint8 RGB (0..255) everywhere in this project.
+
+RGBA, palette, greyscale and 16-bit inputs become RGB on read; the alpha channel is dropped (the
+reference data's alpha is always opaque). A file that does not decode raises ImageError naming it.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sr_core.files import atomic_write
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message names the file and the problem."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode as 8-bit RGB. 16-bit greyscale is scaled, not clipped, to 8 bits."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decodes `path` fully to an HWC uint8 RGB array."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.array(to_rgb(image))  # a writable copy, so torch.from_numpy can share it
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"{path}: cannot decode image ({error})") from error
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"{path}: cannot read image header ({error})") from error
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> None:
+    with atomic_write(path) as f:
+        f.write(encode_png(rgb))
+
+
+def resize_bicubic(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """HW or HWC uint8 resized with Pillow's bicubic (a = -0.5, antialiased when shrinking): matches MATLAB's imresize closely."""
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """HWC uint8 0..255 -> CHW float32 0..1."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """CHW float 0..1 (any device) -> HWC uint8 0..255, clamped and rounded to 8 bits."""
+    return tensor.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()

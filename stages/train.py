@@ -1,0 +1,21 @@
+"""Stage train: SRResNet on the train split, best checkpoint by val PSNR."""
+
+import logging
+
+from sr_core.config import load_params
+from sr_core.data import read_split
+from sr_core.files import write_json
+from sr_core.training import train as train_model
+
+
+def train() -> None:
+    params = load_params()
+    paths = params.paths
+    train_pairs, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
+    summary = train_model(params, train_pairs, val_pairs, paths.model, paths.history)
+    write_json(paths.train_metrics, summary)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    train()
