@@ -26,15 +26,19 @@ def crop_border(img: np.ndarray, border: int) -> np.ndarray:
     return img[border:-border, border:-border] if border else img
 
 
+def _psnr(sr: np.ndarray, hr: np.ndarray) -> float:
+    with np.errstate(divide="ignore"):  # identical images: inf, as the definition says
+        return float(peak_signal_noise_ratio(hr, sr, data_range=255))
+
+
 def psnr_rgb(sr_img: np.ndarray, hr_img: np.ndarray) -> float:
     _check_shapes(sr_img, hr_img)
-    return float(peak_signal_noise_ratio(hr_img, sr_img, data_range=255))
+    return _psnr(sr_img, hr_img)
 
 
 def psnr_y(sr_img: np.ndarray, hr_img: np.ndarray, border: int) -> float:
     _check_shapes(sr_img, hr_img)
-    sr_y, hr_y = crop_border(rgb_to_y(sr_img), border), crop_border(rgb_to_y(hr_img), border)
-    return float(peak_signal_noise_ratio(hr_y, sr_y, data_range=255))
+    return _psnr(crop_border(rgb_to_y(sr_img), border), crop_border(rgb_to_y(hr_img), border))
 
 
 def ssim_y(sr_img: np.ndarray, hr_img: np.ndarray, border: int) -> float:

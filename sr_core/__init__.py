@@ -1,0 +1,1 @@
+"""sr_core: 4x super-resolution with SRResNet — model, data, metrics, training, inference, submission."""

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sr_core.config import Params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_params(tmp_path, values) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def test_repo_params_load():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.model.scale == params.data.scale == 4
+
+
+def test_dvc_written_numbers_are_coerced(tmp_path):
+    # `dvc exp run -S lr=1e-5` writes 1e-05, which YAML reads as a string
+    params = load_params(write_params(tmp_path, {"lr": "1e-05", "train": {"epochs": "3", "augment": "false"}}))
+    assert params.lr == 1e-5
+    assert params.train.epochs == 3
+    assert params.train.augment is False
+
+
+def test_unknown_keys_are_errors_that_list_the_valid_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"params.train: unknown key\(s\) epoch; valid keys: epochs"):
+        load_params(write_params(tmp_path, {"train": {"epoch": 3}}))
+
+
+def test_bad_choice_lists_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="train.schedule must be one of constant, cosine"):
+        load_params(write_params(tmp_path, {"train": {"schedule": "linear"}}))
+
+
+def test_non_integer_for_an_int_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="params.train.batch_size must be a whole number"):
+        load_params(write_params(tmp_path, {"train": {"batch_size": 2.5}}))
+
+
+def test_model_and_data_scale_must_agree(tmp_path):
+    with pytest.raises(ValueError, match="model.scale"):
+        load_params(write_params(tmp_path, {"model": {"scale": 2}}))

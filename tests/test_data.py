@@ -1,0 +1,77 @@
+import random
+
+import numpy as np
+import pytest
+
+from conftest import save
+from sr_core.data import PairDataset, check_pairs, read_split, split_names, write_split
+
+
+def test_split_matches_the_seed_order_and_sizes():
+    names = [f"{i:05d}.png" for i in range(4500)]
+    train, val = split_names(list(reversed(names)), 0.15, 42)
+    # the seed: sorted names, random.seed(42), random.shuffle, first int(n * 0.85) for training
+    expected = sorted(names)
+    random.seed(42)
+    random.shuffle(expected)
+    assert (len(train), len(val)) == (3825, 675)
+    assert train + val == expected
+
+
+def test_split_changes_with_the_seed():
+    names = [f"{i}.png" for i in range(100)]
+    assert split_names(names, 0.15, 1) != split_names(names, 0.15, 2)
+
+
+def test_split_file_round_trip(tmp_path):
+    write_split(tmp_path / "split.json", ["b.png"], ["a.png"])
+    train, val = read_split(tmp_path / "split.json", tmp_path / "lr", tmp_path / "hr")
+    assert [p.name for p in train] == ["b.png"] and val[0].hr_path == tmp_path / "hr" / "a.png"
+
+
+def test_bad_pairs_are_reported_with_reasons(paired_folder, rng):
+    lr_dir, hr_dir = paired_folder / "lr", paired_folder / "hr"
+    save(lr_dir / "only_lr.png", rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    save(hr_dir / "only_hr.png", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    save(lr_dir / "wrong_size.png", rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    save(hr_dir / "wrong_size.png", rng.integers(0, 256, (48, 60, 3), dtype=np.uint8))
+    (lr_dir / "corrupt.png").write_bytes(b"not a png")
+    save(hr_dir / "corrupt.png", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    pairs, rejects = check_pairs(lr_dir, hr_dir, 4)
+    assert [p.name for p in pairs] == [f"{i:03d}.png" for i in range(6)]
+    reasons = {r.name: r.reason for r in rejects}
+    assert set(reasons) == {"only_lr.png", "only_hr.png", "wrong_size.png", "corrupt.png"}
+    assert "no HR file" in reasons["only_lr.png"] and "no LR file" in reasons["only_hr.png"]
+    assert "HR is 60x48, expected 4x the LR 16x12 = 64x48" in reasons["wrong_size.png"]
+    assert "corrupt.png: cannot decode" in reasons["corrupt.png"]
+
+
+def test_rgba_and_greyscale_pairs_are_valid(tmp_path, rng):
+    grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    save(tmp_path / "lr" / "grey.png", grey)
+    save(tmp_path / "hr" / "grey.png", np.kron(grey, np.ones((4, 4), np.uint8)))
+    rgba = rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+    save(tmp_path / "lr" / "rgba.png", rgba[::4, ::4])
+    save(tmp_path / "hr" / "rgba.png", rgba)
+    pairs, rejects = check_pairs(tmp_path / "lr", tmp_path / "hr", 4)
+    assert [p.name for p in pairs] == ["grey.png", "rgba.png"] and rejects == []
+
+
+@pytest.mark.parametrize("patch_size", [0, 16, 32])
+def test_patches_are_aligned_after_augmentation(paired_folder, patch_size):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    dataset = PairDataset(pairs, 4, patch_size=patch_size, patches_per_image=3)
+    assert len(dataset) == (18 if patch_size else 6)
+    for index in range(len(dataset)):
+        lr_img, hr_img = dataset[index]
+        assert hr_img.shape[-2:] == (4 * lr_img.shape[-2], 4 * lr_img.shape[-1])
+        if patch_size:
+            assert hr_img.shape[-2:] == (patch_size, patch_size)
+        # HR is the LR with each pixel repeated 4x4, under any flip or rotation
+        assert (hr_img[:, ::4, ::4] == lr_img).all()
+
+
+def test_patch_larger_than_the_image_names_the_file(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    with pytest.raises(ValueError, match="000.png: 16x12 is smaller than a 16 px LR patch"):
+        PairDataset(pairs, 4, patch_size=64)[0]

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import save
+from sr_core.images import read_rgb
+from sr_core.inference import pick_device, predict_folder, upscale
+from sr_core.model import ModelConfig, SRResNet
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
+
+
+def test_upscale_gives_uint8_rgb_four_times_larger(model, rng):
+    sr_img = upscale(model, rng.integers(0, 256, (5, 9, 3), dtype=np.uint8))
+    assert sr_img.shape == (20, 36, 3) and sr_img.dtype == np.uint8
+
+
+def test_predict_folder_writes_every_image_as_png(tmp_path, model, rng):
+    save(tmp_path / "test" / "a.png", rng.integers(0, 256, (4, 6, 4), dtype=np.uint8))  # RGBA
+    save(tmp_path / "test" / "b.jpg", rng.integers(0, 256, (5, 3), dtype=np.uint8))  # greyscale
+    written = predict_folder(model, tmp_path / "test", tmp_path / "pred")
+    assert [p.name for p in written] == ["a.png", "b.png"]
+    assert read_rgb(tmp_path / "pred" / "a.png").shape == (16, 24, 3)
+    assert read_rgb(tmp_path / "pred" / "b.png").shape == (20, 12, 3)
+
+
+def test_a_test_image_that_does_not_decode_stops_prediction(tmp_path, model):
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match="broken.png: cannot decode"):
+        predict_folder(model, tmp_path / "test", tmp_path / "pred")
+
+
+def test_device_choice():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="auto, cpu, cuda"):
+        pick_device("tpu")

@@ -1,0 +1,94 @@
+"""The whole pipeline through DVC, in a temporary copy of the repo with tiny params."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sr_core.submission import check_submission
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "demo": {"train_images": ["astronaut"], "test_images": ["cell", "colorwheel"], "tile_size": 64},
+    "model": {"num_blocks": 1, "num_features": 8},
+    "train": {"epochs": 2, "batch_size": 8, "patch_size": 32, "patches_per_image": 1},
+    "evaluate": {"num_samples": 2, "sample_crop": 64},
+}
+
+
+def deep_update(values: dict, updates: dict) -> dict:
+    for key, value in updates.items():
+        values[key] = deep_update(values[key], value) if isinstance(value, dict) else value
+    return values
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    """The repo's tracked and unignored files, in a fresh git repo, with tiny params committed."""
+    root = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=REPO, check=True, capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(deep_update(params, TINY), sort_keys=False))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages' `python`
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
+
+    def run(*args: str) -> str:
+        result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    run("git", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "tiny params")
+    return root, run
+
+
+def test_repro_then_experiment_then_metrics_diff(repo_copy):
+    root, run = repo_copy
+    run("dvc", "repro")
+    for path in ("models/best.pt", "metrics/eval.json", "metrics/history.csv", "metrics/eval_samples.png"):
+        assert (root / path).is_file(), path
+    assert check_submission(root / "submission.csv", root / "data/demo/test/lr", 4) == 2
+    split = json.loads((root / "metrics/split.json").read_text())
+    assert split["rejected"] == 0 and split["train"] + split["val"] == split["valid_pairs"] > 0
+    history = (root / "metrics/history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,val_loss,val_psnr_rgb,val_psnr_y") and len(history) == 3
+    baseline = json.loads((root / "metrics/eval.json").read_text())
+    assert set(baseline) == {"num_images", "model", "bicubic", "gain_over_bicubic"}
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "baseline")
+    assert "up to date" in run("dvc", "status")
+
+    output = run("dvc", "exp", "run", "-S", "lr=2e-4")
+    for stage in ("train", "evaluate", "predict", "submit"):
+        assert f"Running stage '{stage}'" in output
+    for stage in ("demo_data", "split"):
+        assert f"Running stage '{stage}'" not in output
+
+    shown = run("dvc", "exp", "show", "--csv", "--no-pager")
+    header, *rows = [line.split(",") for line in shown.strip().splitlines()]
+    assert "lr" in header and "model.psnr_y" in header
+    lrs = {float(row[header.index("lr")]) for row in rows}
+    assert {5e-4, 2e-4} <= lrs
+
+    diff = json.loads(run("dvc", "metrics", "diff", "--json"))
+    change = diff["metrics/eval.json"]["model.psnr_y"]
+    assert change["old"] == pytest.approx(baseline["model"]["psnr_y"])
+    assert change["new"] != change["old"]
+    assert "model.psnr_y" in run("dvc", "metrics", "diff")
