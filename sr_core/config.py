@@ -28,12 +28,11 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Paired folders: the same file names in lr/ and hr/, HR exactly `scale` times the LR."""
+    """Paired folders: the same file names in lr/ and hr/, HR exactly `model.scale` times the LR."""
 
     train_lr_dir: str = "data/demo/train/lr"
     train_hr_dir: str = "data/demo/train/hr"
     test_lr_dir: str = "data/demo/test/lr"
-    scale: int = 4
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,6 @@ class Params:
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.model.scale != self.data.scale:
-            raise ValueError(f"model.scale ({self.model.scale}) must equal data.scale ({self.data.scale})")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -66,7 +66,10 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
 
 
 def resize_bicubic(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """HW or HWC uint8 resized with Pillow's bicubic (a = -0.5, antialiased when shrinking): matches MATLAB's imresize closely."""
+    """HW or HWC uint8 resized with Pillow's bicubic (a = -0.5, antialiased when shrinking).
+
+    It reproduces MATLAB's imresize closely, and so the LR files and bicubic rows of the literature.
+    """
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))
 
 

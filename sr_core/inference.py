@@ -30,6 +30,11 @@ def upscale(model: SRResNet, lr_img: np.ndarray) -> np.ndarray:
     return tensor_to_image(model(image_to_tensor(lr_img)[None].to(device))[0])
 
 
+def prediction_path(out_dir: str | Path, lr_path: Path) -> Path:
+    """Where the SR image of `lr_path` goes: the same name, as PNG."""
+    return Path(out_dir) / f"{lr_path.stem}.png"
+
+
 def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir`.
 
@@ -38,10 +43,13 @@ def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path) -> 
     lr_paths = list_images(lr_dir)
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no images to predict")
-    out_dir = Path(out_dir)
+    stems = [p.stem for p in lr_paths]
+    clashes = sorted(p.name for p in lr_paths if stems.count(p.stem) > 1)
+    if clashes:
+        raise ValueError(f"{lr_dir}: {', '.join(clashes)} would all be predicted to the same PNG name")
     written = []
     for lr_path in tqdm(lr_paths, desc="predicting", unit="img"):
-        out_path = out_dir / f"{lr_path.stem}.png"
+        out_path = prediction_path(out_dir, lr_path)
         write_png(out_path, upscale(model, read_rgb(lr_path)))
         written.append(out_path)
     log.info("wrote %d predictions to %s", len(written), out_dir)

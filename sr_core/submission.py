@@ -15,14 +15,10 @@ from tqdm import tqdm
 
 from sr_core.files import atomic_write
 from sr_core.images import image_size, list_images
+from sr_core.inference import prediction_path
 
 COLUMNS = ("id", "Encoded_Image")
 csv.field_size_limit(sys.maxsize)  # one field holds a whole encoded image
-
-
-def prediction_path(pred_dir: str | Path, test_path: Path) -> Path:
-    """Where `predict_folder` wrote the SR image of a test file."""
-    return Path(pred_dir) / f"{test_path.stem}.png"
 
 
 def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: str | Path) -> int:

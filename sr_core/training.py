@@ -40,7 +40,7 @@ def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> 
 def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair],
           model_path: str | Path, history_path: str | Path) -> dict:
     """Trains SRResNet, writing the best checkpoint and the per-epoch history; returns a summary."""
-    cfg, scale = params.train, params.data.scale
+    cfg, scale = params.train, params.model.scale
     if not train_pairs or not val_pairs:
         raise ValueError(f"training needs train and val pairs; got {len(train_pairs)} and {len(val_pairs)}")
     torch.manual_seed(cfg.seed)

@@ -8,7 +8,7 @@ from sr_core.demo import make_demo_data
 
 def demo_data() -> None:
     params = load_params()
-    counts = make_demo_data(params.demo, params.data.scale)
+    counts = make_demo_data(params.demo, params.model.scale)
     logging.info("wrote %(train_pairs)d training pairs and %(test_images)d test images", counts)
 
 

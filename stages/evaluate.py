@@ -15,7 +15,7 @@ MEASURES = ("psnr_rgb", "psnr_y", "ssim")
 
 def evaluate() -> None:
     params = load_params()
-    paths, scale = params.paths, params.data.scale
+    paths, scale = params.paths, params.model.scale
     _, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
     model = load_model(paths.model, pick_device(params.train.device))
     means = mean_metrics(score_pairs(model, val_pairs, scale, ssim=True, bicubic=True))

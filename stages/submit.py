@@ -10,7 +10,7 @@ def submit() -> None:
     params = load_params()
     paths = params.paths
     write_submission(params.data.test_lr_dir, paths.predictions, paths.submission)
-    rows = check_submission(paths.submission, params.data.test_lr_dir, params.data.scale)
+    rows = check_submission(paths.submission, params.data.test_lr_dir, params.model.scale)
     logging.info("%s: %d rows, each decoded and checked", paths.submission, rows)
 
 

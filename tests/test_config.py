@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sr_core.config import Params, load_params
+from sr_core.config import Params, build, load_params
+from sr_core.model import SRResNet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +18,7 @@ def write_params(tmp_path, values) -> Path:
 def test_repo_params_load():
     params = load_params(REPO / "params.yaml")
     assert isinstance(params, Params)
-    assert params.model.scale == params.data.scale == 4
+    assert params.model.scale == 4
 
 
 def test_dvc_written_numbers_are_coerced(tmp_path):
@@ -43,6 +44,28 @@ def test_non_integer_for_an_int_is_an_error(tmp_path):
         load_params(write_params(tmp_path, {"train": {"batch_size": 2.5}}))
 
 
-def test_model_and_data_scale_must_agree(tmp_path):
-    with pytest.raises(ValueError, match="model.scale"):
-        load_params(write_params(tmp_path, {"model": {"scale": 2}}))
+def test_non_positive_lr_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="lr must be positive"):
+        load_params(write_params(tmp_path, {"lr": 0}))
+
+
+def test_readme_seed_command_gives_the_seed_setting():
+    line = next(l for l in (REPO / "README.md").read_text().splitlines() if l.startswith("dvc exp run -n seed"))
+    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    words = line.split()
+    for flag, assignment in zip(words, words[1:]):
+        if flag == "-S":  # apply `-S a.b=value` as DVC does
+            key, value = assignment.split("=")
+            *parents, leaf = key.split(".")
+            target = values
+            for parent in parents:
+                target = target[parent]
+            assert leaf in target, f"{key} is not in params.yaml, so DVC would not override it"
+            target[leaf] = yaml.safe_load(value)
+    params = build(Params, values)
+    model = SRResNet(params.model)
+    assert sum(p.numel() for p in model.parameters()) == 1_549_443
+    assert params.lr == 1e-4
+    assert (params.train.epochs, params.train.batch_size, params.train.patch_size) == (100, 8, 0)
+    assert (params.train.schedule, params.train.loss, params.train.augment) == ("constant", "l1", False)
+    assert (params.split.val_split, params.split.seed) == (0.15, 42)

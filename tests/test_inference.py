@@ -40,3 +40,10 @@ def test_device_choice():
     assert pick_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
         pick_device("tpu")
+
+
+def test_test_files_that_would_share_a_png_name_are_an_error(tmp_path, model, rng):
+    save(tmp_path / "test" / "a.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    save(tmp_path / "test" / "a.jpg", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="a.jpg, a.png would all be predicted to the same PNG name"):
+        predict_folder(model, tmp_path / "test", tmp_path / "pred")

@@ -1,5 +1,6 @@
 """The whole pipeline through DVC, in a temporary copy of the repo with tiny params."""
 
+import ast
 import json
 import os
 import shutil
@@ -92,3 +93,23 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
     assert change["old"] == pytest.approx(baseline["model"]["psnr_y"])
     assert change["new"] != change["old"]
     assert "model.psnr_y" in run("dvc", "metrics", "diff")
+
+
+def imported_modules(path: Path, seen: set[str]) -> set[str]:
+    """The sr_core module files `path` imports, directly or through other sr_core modules."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sr_core."):
+            module = node.module.replace(".", "/") + ".py"
+            if module not in seen:
+                seen.add(module)
+                imported_modules(REPO / module, seen)
+    return seen
+
+
+def test_stage_deps_list_the_code_they_run():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        script = f"stages/{name}.py"
+        assert stage["cmd"] == f"python {script}", "stage name = script name"
+        expected = {script} | imported_modules(REPO / script, set()) - {"sr_core/config.py", "sr_core/files.py"}
+        assert expected <= set(stage["deps"]), f"{name} is missing deps {expected - set(stage['deps'])}"
