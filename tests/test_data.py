@@ -1,10 +1,17 @@
+import csv
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import save
 from sr_core.data import PairDataset, check_pairs, read_split, split_names, write_split
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_split_matches_the_seed_order_and_sizes():
@@ -75,3 +82,29 @@ def test_patch_larger_than_the_image_names_the_file(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     with pytest.raises(ValueError, match="000.png: 16x12 is smaller than a 16 px LR patch"):
         PairDataset(pairs, 4, patch_size=64)[0]
+
+
+def run_split_stage(tmp_path, lr_dir, hr_dir):
+    """`python stages/split.py` in `tmp_path`, with params pointing at the given folders."""
+    (tmp_path / "params.yaml").write_text(f"data:\n  train_lr_dir: {lr_dir}\n  train_hr_dir: {hr_dir}\n")
+    return subprocess.run([sys.executable, str(REPO / "stages" / "split.py")], cwd=tmp_path,
+                          capture_output=True, text=True)
+
+
+def test_split_stage_reports_rejects_in_files(paired_folder):
+    (paired_folder / "lr" / "005.png").write_bytes(b"truncated")
+    result = run_split_stage(paired_folder, paired_folder / "lr", paired_folder / "hr")
+    assert result.returncode == 0, result.stderr
+    assert "rejected 005.png" in result.stderr
+    with open(paired_folder / "data" / "rejects.csv", newline="") as f:
+        assert [row["name"] for row in csv.DictReader(f)] == ["005.png"]
+    counts = json.loads((paired_folder / "metrics" / "split.json").read_text())
+    assert counts == {"valid_pairs": 5, "rejected": 1, "train": 4, "val": 1}
+
+
+def test_split_stage_fails_when_no_pair_is_valid(tmp_path, rng):
+    save(tmp_path / "lr" / "a.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    save(tmp_path / "hr" / "a.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    result = run_split_stage(tmp_path, tmp_path / "lr", tmp_path / "hr")
+    assert result.returncode != 0
+    assert "no valid pair" in result.stderr and "1 rejected" in result.stderr
