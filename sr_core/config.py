@@ -64,8 +64,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    num_samples: int = 4  # val images shown in the side-by-side plot
+    benchmarks: tuple[str, ...] = ()  # folders with hr/ (and lr/) scored besides the val split
+    num_samples: int = 4  # images of each set shown in the side-by-side plot
     sample_crop: int = 128  # HR side of each crop in it
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    tile: int = 512  # LR side above which an image runs in overlapping tiles (0: always whole)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class PathsConfig:
     train_metrics: str = "metrics/train.json"
     history: str = "metrics/history.csv"
     eval_metrics: str = "metrics/eval.json"
+    eval_images: str = "metrics/eval_images.csv"
     eval_samples: str = "metrics/eval_samples.png"
     predictions: str = "data/predictions"
     submission: str = "submission.csv"
@@ -93,6 +100,7 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:

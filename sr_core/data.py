@@ -1,7 +1,9 @@
 """Paired LR/HR folders: checking the pairs, the seed's train/val split, and training datasets.
 
 A pair is one file name present in both lr/ and hr/, whose HR is exactly `scale` times the LR in
-both sides. Pairs that fail are reported with the reason, never silently dropped.
+both sides. Pairs that fail are reported with the reason, never silently dropped. A folder with
+hr/ alone (the standard benchmarks, HR-only training sets) gets its LR made on the fly by the
+literature's bicubic downscaling of the HR cropped to a multiple of `scale`.
 """
 
 import json
@@ -10,19 +12,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from sr_core.files import write_json
-from sr_core.images import ImageError, image_to_tensor, list_images, read_rgb
+from sr_core.images import (ImageError, bicubic_downscale, crop_to_multiple, image_to_tensor, list_images,
+                            read_rgb)
 
 
 @dataclass(frozen=True)
 class Pair:
     name: str
-    lr_path: Path
+    lr_path: Path | None  # None: the LR is made from the HR by bicubic downscaling
     hr_path: Path
+
+
+def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lr_img, hr_img) as HWC uint8 RGB; an HR-only pair's HR is cropped to a multiple of `scale`."""
+    if pair.lr_path is None:
+        hr_img = crop_to_multiple(read_rgb(pair.hr_path), scale)
+        return bicubic_downscale(hr_img, scale), hr_img
+    return read_rgb(pair.lr_path), read_rgb(pair.hr_path)
 
 
 @dataclass(frozen=True)
@@ -34,23 +46,30 @@ class Reject:
 def _check_pair(pair: Pair, scale: int) -> str | None:
     """The reason `pair` cannot be used, or None. Decodes both files fully to catch truncation."""
     try:
-        lr_img = read_rgb(pair.lr_path)
-        hr_img = read_rgb(pair.hr_path)
+        lr_img, hr_img = load_pair(pair, scale)
     except ImageError as error:
         return str(error)
     (lr_h, lr_w), (hr_h, hr_w) = lr_img.shape[:2], hr_img.shape[:2]
+    if lr_h == 0 or lr_w == 0:
+        return f"HR is {hr_w}x{hr_h}, smaller than the scale {scale}"
     if (hr_h, hr_w) != (scale * lr_h, scale * lr_w):
         return f"HR is {hr_w}x{hr_h}, expected {scale}x the LR {lr_w}x{lr_h} = {scale * lr_w}x{scale * lr_h}"
     return None
 
 
-def check_pairs(lr_dir: str | Path, hr_dir: str | Path, scale: int) -> tuple[list[Pair], list[Reject]]:
-    """Valid pairs sorted by name, and a Reject for every file that cannot be used."""
-    lr_files = {p.name: p for p in list_images(lr_dir)}
+def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int) -> tuple[list[Pair], list[Reject]]:
+    """Valid pairs sorted by name, and a Reject for every file that cannot be used.
+
+    With `lr_dir` None every HR file is a pair whose LR is made from it (see load_pair).
+    """
     hr_files = {p.name: p for p in list_images(hr_dir)}
-    rejects = [Reject(n, f"no HR file in {hr_dir}") for n in sorted(lr_files.keys() - hr_files.keys())]
-    rejects += [Reject(n, f"no LR file in {lr_dir}") for n in sorted(hr_files.keys() - lr_files.keys())]
-    candidates = [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())]
+    if lr_dir is None:
+        rejects, candidates = [], [Pair(n, None, hr_files[n]) for n in sorted(hr_files)]
+    else:
+        lr_files = {p.name: p for p in list_images(lr_dir)}
+        rejects = [Reject(n, f"no HR file in {hr_dir}") for n in sorted(lr_files.keys() - hr_files.keys())]
+        rejects += [Reject(n, f"no LR file in {lr_dir}") for n in sorted(hr_files.keys() - lr_files.keys())]
+        candidates = [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())]
     # Pillow releases the GIL while decoding, so threads decode in parallel.
     with ThreadPoolExecutor() as pool:
         reasons = list(tqdm(pool.map(lambda p: _check_pair(p, scale), candidates),
@@ -58,6 +77,12 @@ def check_pairs(lr_dir: str | Path, hr_dir: str | Path, scale: int) -> tuple[lis
     pairs = [p for p, reason in zip(candidates, reasons) if reason is None]
     rejects += [Reject(p.name, reason) for p, reason in zip(candidates, reasons) if reason is not None]
     return pairs, sorted(rejects, key=lambda r: r.name)
+
+
+def check_folder(folder: str | Path, scale: int) -> tuple[list[Pair], list[Reject]]:
+    """The pairs of a folder holding hr/ and, optionally, lr/ (the benchmark layout)."""
+    folder = Path(folder)
+    return check_pairs(folder / "lr" if (folder / "lr").is_dir() else None, folder / "hr", scale)
 
 
 def split_names(names: list[str], val_split: float, seed: int) -> tuple[list[str], list[str]]:
@@ -111,12 +136,13 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         pair = self.pairs[index // self.patches_per_image]
-        lr_img, hr_img = image_to_tensor(read_rgb(pair.lr_path)), image_to_tensor(read_rgb(pair.hr_path))
+        lr_img, hr_img = (image_to_tensor(img) for img in load_pair(pair, self.scale))
         if self.patch_size:
             lr_patch = self.patch_size // self.scale
             lr_h, lr_w = lr_img.shape[-2:]
             if lr_h < lr_patch or lr_w < lr_patch:
-                raise ImageError(f"{pair.lr_path}: {lr_w}x{lr_h} is smaller than a {lr_patch} px LR patch")
+                raise ImageError(f"{pair.lr_path or pair.hr_path}: LR {lr_w}x{lr_h} is smaller than "
+                                 f"a {lr_patch} px LR patch")
             y = int(torch.randint(lr_h - lr_patch + 1, ()))
             x = int(torch.randint(lr_w - lr_patch + 1, ()))
             lr_img = lr_img[:, y:y + lr_patch, x:x + lr_patch]

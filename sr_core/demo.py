@@ -12,7 +12,7 @@ import numpy as np
 import skimage.data
 
 from sr_core.config import DemoConfig
-from sr_core.images import resize_bicubic, write_png
+from sr_core.images import bicubic_downscale, write_png
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -26,12 +26,6 @@ def load_photo(name: str) -> np.ndarray:
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
-
-
-def downscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """The demo's degradation: Pillow bicubic with antialiasing, of an image cropped to a multiple of `scale`."""
-    height, width = (image.shape[0] // scale) * scale, (image.shape[1] // scale) * scale
-    return resize_bicubic(image[:height, :width], width // scale, height // scale)
 
 
 def make_demo_data(config: DemoConfig, scale: int) -> dict[str, int]:
@@ -51,8 +45,8 @@ def make_demo_data(config: DemoConfig, scale: int) -> dict[str, int]:
                 tile_name = f"{name}_{row:02d}_{col:02d}.png"
                 opaque = np.full(hr_img.shape[:2] + (1,), 255, np.uint8)
                 write_png(out_dir / "train" / "hr" / tile_name, np.concatenate([hr_img, opaque], axis=2))
-                write_png(out_dir / "train" / "lr" / tile_name, downscale(hr_img, scale))
+                write_png(out_dir / "train" / "lr" / tile_name, bicubic_downscale(hr_img, scale))
                 num_pairs += 1
     for name in config.test_images:
-        write_png(out_dir / "test" / "lr" / f"{name}.png", downscale(load_photo(name), scale))
+        write_png(out_dir / "test" / "lr" / f"{name}.png", bicubic_downscale(load_photo(name), scale))
     return {"train_pairs": num_pairs, "test_images": len(config.test_images)}

@@ -73,6 +73,17 @@ class SRResNet(nn.Module):
         self.upsampler = Upsampler(c, config.scale)
         self.tail = nn.Conv2d(c, 3, 9, padding=4)
 
+    def receptive_radius(self) -> int:
+        """LR pixels on each side of a position that can change the output there: tiles that
+        overlap by this much give the same result as the whole image."""
+        c = self.config
+        radius = 4 + 2 * c.num_blocks + 1  # head 9x9, two 3x3 per block, body tail 3x3
+        radius += sum(1 / 2**i for i in range(int(math.log2(c.scale))))  # upsampler 3x3 at 1x, 2x, ...
+        radius += 4 / c.scale  # tail 9x9 at the output resolution
+        if c.bicubic_residual:
+            radius = max(radius, 2)  # bicubic reads 2 LR pixels on each side
+        return math.ceil(radius)
+
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         features = self.head(lr_img)
         features = features + self.body_tail(self.blocks(features))  # global skip

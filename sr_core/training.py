@@ -78,7 +78,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair],
             loss_sum += loss.detach()
 
         model.eval()
-        val = mean_metrics(score_pairs(model, val_pairs, scale, ssim=False))
+        val = mean_metrics(score_pairs(val_pairs, scale, model, ssim=False, tile=params.inference.tile))
         row = {
             "epoch": epoch,
             "train_loss": loss_sum.item() / steps_per_epoch,

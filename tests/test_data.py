@@ -80,7 +80,7 @@ def test_patches_are_aligned_after_augmentation(paired_folder, patch_size):
 
 def test_patch_larger_than_the_image_names_the_file(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    with pytest.raises(ValueError, match="000.png: 16x12 is smaller than a 16 px LR patch"):
+    with pytest.raises(ValueError, match="000.png: LR 16x12 is smaller than a 16 px LR patch"):
         PairDataset(pairs, 4, patch_size=64)[0]
 
 

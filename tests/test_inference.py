@@ -47,3 +47,19 @@ def test_test_files_that_would_share_a_png_name_are_an_error(tmp_path, model, rn
     save(tmp_path / "test" / "a.jpg", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="a.jpg, a.png would all be predicted to the same PNG name"):
         predict_folder(model, tmp_path / "test", tmp_path / "pred")
+
+
+@pytest.mark.parametrize("bicubic_residual", [False, True])
+def test_tiled_upscale_equals_the_whole_image(rng, bicubic_residual):
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=2, num_features=8, bicubic_residual=bicubic_residual)).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so borders matter
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+    lr_img = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    whole = upscale(model, lr_img)
+    tiled = upscale(model, lr_img, tile=10)
+    assert tiled.shape == whole.shape == (148, 116, 3)
+    assert np.abs(tiled.astype(int) - whole).max() <= 1  # float summation order may flip a rounding
+    assert (tiled != whole).mean() < 0.001

@@ -52,3 +52,28 @@ def test_image_metrics_keys_and_shape_check():
     assert image_metrics(img + 51, img, 4, ssim=False)["mae"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="differ in shape"):
         psnr_rgb(img, img[:-1])
+
+
+def test_measures_are_taken_after_rounding_to_8_bits():
+    import torch
+
+    from sr_core.images import tensor_to_image
+    hr_img = np.full((16, 16, 3), 100, np.uint8)
+    sr = torch.full((3, 16, 16), 100.4 / 255)  # rounds to the HR exactly
+    assert psnr_y(tensor_to_image(sr), hr_img, 4) == math.inf
+    sr_img = tensor_to_image(torch.full((3, 16, 16), 100.6 / 255))  # rounds to 101
+    assert psnr_rgb(sr_img, hr_img) == pytest.approx(20 * math.log10(255))
+
+
+def test_greyscale_and_rgba_inputs_are_measured_as_rgb(tmp_path):
+    from conftest import save
+    from sr_core.images import read_rgb
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+    save(tmp_path / "grey.png", grey)
+    rgba = np.dstack([np.repeat(grey[..., None], 3, axis=2), np.full((24, 24), 255, np.uint8)])
+    save(tmp_path / "rgba.png", rgba)
+    grey_img, rgba_img = read_rgb(tmp_path / "grey.png"), read_rgb(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(grey_img, rgba_img)
+    np.testing.assert_allclose(rgb_to_y(grey_img), 16 + grey * 219 / 255)
+    assert psnr_y(grey_img, rgba_img, 4) == math.inf

@@ -70,7 +70,7 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
     assert split["rejected"] == 0 and split["train"] + split["val"] == split["valid_pairs"] > 0
     history = (root / "metrics/history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,val_loss,val_psnr_rgb,val_psnr_y") and len(history) == 3
-    baseline = json.loads((root / "metrics/eval.json").read_text())
+    baseline = json.loads((root / "metrics/eval.json").read_text())["val"]
     assert set(baseline) == {"num_images", "model", "bicubic", "gain_over_bicubic"}
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline")
@@ -84,15 +84,15 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
 
     shown = run("dvc", "exp", "show", "--csv", "--no-pager")
     header, *rows = [line.split(",") for line in shown.strip().splitlines()]
-    assert "lr" in header and "model.psnr_y" in header
+    assert "lr" in header and "val.model.psnr_y" in header
     lrs = {float(row[header.index("lr")]) for row in rows}
     assert {5e-4, 2e-4} <= lrs
 
     diff = json.loads(run("dvc", "metrics", "diff", "--json"))
-    change = diff["metrics/eval.json"]["model.psnr_y"]
+    change = diff["metrics/eval.json"]["val.model.psnr_y"]
     assert change["old"] == pytest.approx(baseline["model"]["psnr_y"])
     assert change["new"] != change["old"]
-    assert "model.psnr_y" in run("dvc", "metrics", "diff")
+    assert "val.model.psnr_y" in run("dvc", "metrics", "diff")
 
 
 def imported_modules(path: Path, seen: set[str]) -> set[str]:

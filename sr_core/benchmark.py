@@ -1,0 +1,77 @@
+"""Benchmarking a checkpoint against bicubic on sets of paired images (Set5, Set14, BSD100, the
+val split, ...): per-image rows to a CSV, per-set means to a JSON, centre crops to a figure.
+
+The evaluate stage runs it on the val split plus `evaluate.benchmarks`; as a command:
+
+    python -m sr_core.benchmark models/best.pt ../shared/benchmarks/x4/Set5 --out-dir results
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from sr_core.checkpoint import load_model
+from sr_core.data import Pair, check_folder
+from sr_core.evaluation import score_pairs, side_by_side, summarize
+from sr_core.files import write_csv, write_json
+from sr_core.images import write_png
+from sr_core.inference import pick_device
+from sr_core.model import SRResNet
+
+log = logging.getLogger(__name__)
+
+
+def load_sets(folders: list[str | Path], scale: int) -> dict[str, list[Pair]]:
+    """Each folder's pairs (hr/ with or without lr/) under the folder's name.
+
+    A benchmark must be complete, so any file that cannot be used is an error that lists them all.
+    """
+    sets = {}
+    for folder in map(Path, folders):
+        if folder.name in sets:
+            raise ValueError(f"{folder}: another benchmark folder is also named {folder.name!r}")
+        pairs, rejects = check_folder(folder, scale)
+        if rejects or not pairs:
+            problems = "; ".join(f"{r.name}: {r.reason}" for r in rejects) or "no images in hr/"
+            raise ValueError(f"{folder}: {problems}")
+        sets[folder.name] = pairs
+    return sets
+
+
+def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, tile: int, num_samples: int,
+              crop: int, rows_path: str | Path, metrics_path: str | Path, figure_path: str | Path) -> dict:
+    """Scores every set, writes the three files, and returns the per-set summary."""
+    rows, summary = [], {}
+    for name, pairs in sets.items():
+        set_rows = score_pairs(pairs, scale, model, bicubic=True, ssim=True, tile=tile)
+        rows += [{"set": name, **row} for row in set_rows]
+        summary[name] = summarize(set_rows)
+        log.info("%s (%d images): PSNR-Y %.3f dB, SSIM %.4f | bicubic %.3f dB, %.4f", name, len(pairs),
+                 summary[name]["model"]["psnr_y"], summary[name]["model"]["ssim"],
+                 summary[name]["bicubic"]["psnr_y"], summary[name]["bicubic"]["ssim"])
+    write_csv(rows_path, rows)
+    write_json(metrics_path, summary)
+    samples = [pair for pairs in sets.values() for pair in pairs[:num_samples]]
+    write_png(figure_path, side_by_side(model, samples, scale, crop))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
+    parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmark"), help="where the results go")
+    parser.add_argument("--tile", type=int, default=512, help="LR tile side for large images (0: whole)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--num-samples", type=int, default=1, help="images per set in the figure")
+    parser.add_argument("--crop", type=int, default=128, help="HR side of each crop in the figure")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = load_model(args.checkpoint, pick_device(args.device))
+    scale = model.config.scale
+    benchmark(model, load_sets(args.folders, scale), scale, args.tile, args.num_samples, args.crop,
+              args.out_dir / "images.csv", args.out_dir / "metrics.json", args.out_dir / "samples.png")
+
+
+if __name__ == "__main__":
+    main()

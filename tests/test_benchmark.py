@@ -1,0 +1,85 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import save
+from sr_core.benchmark import benchmark, load_sets, main
+from sr_core.checkpoint import save_checkpoint
+from sr_core.data import Pair, check_folder, load_pair
+from sr_core.evaluation import mean_metrics, score_pairs
+from sr_core.model import ModelConfig, SRResNet
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "x4"
+needs_benchmarks = pytest.mark.skipif(not BENCHMARKS.is_dir(),
+                                      reason=f"{BENCHMARKS} is absent (it exists only in the project's workplace)")
+
+
+@needs_benchmarks
+@pytest.mark.parametrize("name, psnr_y, ssim", [("Set5", (28.42, 28.44), (0.810, 0.812)),
+                                                ("BSD100", (25.95, 25.97), (0.667, 0.669))])
+def test_bicubic_reproduces_the_published_rows(name, psnr_y, ssim):
+    pairs, rejects = check_folder(BENCHMARKS / name, 4)
+    assert rejects == []
+    means = mean_metrics(score_pairs(pairs, 4, bicubic=True))
+    assert psnr_y[0] <= means["bicubic_psnr_y"] <= psnr_y[1]
+    assert ssim[0] <= means["bicubic_ssim"] <= ssim[1]
+
+
+@needs_benchmarks
+def test_lr_made_from_hr_matches_matlab_lr():
+    pairs, _ = check_folder(BENCHMARKS / "Set5", 4)
+    for pair in pairs:
+        matlab_lr, hr_img = load_pair(pair, 4)
+        made_lr, made_hr = load_pair(Pair(pair.name, None, pair.hr_path), 4)
+        np.testing.assert_array_equal(made_hr, hr_img)
+        assert np.abs(made_lr.astype(float) - matlab_lr).mean() < 0.5
+
+
+def test_hr_only_folder_makes_lr_from_cropped_hr(tmp_path, rng):
+    save(tmp_path / "hr" / "odd.png", rng.integers(0, 256, (37, 30, 3), dtype=np.uint8))
+    pairs, rejects = check_folder(tmp_path, 4)
+    assert rejects == [] and pairs[0].lr_path is None
+    lr_img, hr_img = load_pair(pairs[0], 4)
+    assert hr_img.shape == (36, 28, 3) and lr_img.shape == (9, 7, 3)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8, bicubic_residual=True))
+    save_checkpoint(tmp_path / "model.pt", model)
+    return tmp_path / "model.pt", model.eval()
+
+
+def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, checkpoint):
+    _, model = checkpoint
+    save(tmp_path / "hr_only" / "hr" / "a.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    sets = load_sets([paired_folder, tmp_path / "hr_only"], 4)
+    out = tmp_path / "out"
+    summary = benchmark(model, sets, 4, tile=8, num_samples=2, crop=32, rows_path=out / "rows.csv",
+                        metrics_path=out / "metrics.json", figure_path=out / "samples.png")
+    assert set(summary) == {paired_folder.name, "hr_only"}
+    assert summary["hr_only"]["num_images"] == 1 and summary[paired_folder.name]["num_images"] == 6
+    assert json.loads((out / "metrics.json").read_text()) == summary
+    rows = (out / "rows.csv").read_text().splitlines()
+    assert rows[0].startswith("set,name,width,height,psnr_rgb,psnr_y") and len(rows) == 1 + 7
+    assert (out / "samples.png").stat().st_size > 0
+
+
+def test_incomplete_benchmark_folder_is_an_error(tmp_path, paired_folder):
+    (paired_folder / "hr" / "000.png").unlink()
+    with pytest.raises(ValueError, match="000.png: no HR file"):
+        load_sets([paired_folder], 4)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        load_sets([tmp_path / "missing"], 4)
+
+
+def test_command_line(tmp_path, paired_folder, checkpoint):
+    path, _ = checkpoint
+    main([str(path), str(paired_folder), "--out-dir", str(tmp_path / "results"), "--device", "cpu"])
+    metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
+    assert metrics[paired_folder.name]["num_images"] == 6
+    assert {"psnr_y", "ssim", "psnr_rgb"} == set(metrics[paired_folder.name]["bicubic"])
