@@ -75,5 +75,5 @@ def test_greyscale_and_rgba_inputs_are_measured_as_rgb(tmp_path):
     save(tmp_path / "rgba.png", rgba)
     grey_img, rgba_img = read_rgb(tmp_path / "grey.png"), read_rgb(tmp_path / "rgba.png")
     np.testing.assert_array_equal(grey_img, rgba_img)
-    np.testing.assert_allclose(rgb_to_y(grey_img), 16 + grey * 219 / 255)
+    np.testing.assert_allclose(rgb_to_y(grey_img), 16 + grey.astype(float) * 219 / 255)
     assert psnr_y(grey_img, rgba_img, 4) == math.inf
