@@ -3,6 +3,7 @@
 Only plain containers and tensors are stored, so `torch.load(path, weights_only=True)` reads them.
 """
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import torch
 from sr_core.config import build
 from sr_core.files import atomic_write
 from sr_core.model import ModelConfig, SRResNet
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(path: str | Path, model: SRResNet, **info: Any) -> None:
@@ -33,3 +36,21 @@ def load_model(path: str | Path, device: torch.device) -> SRResNet:
     model = SRResNet(build(ModelConfig, checkpoint["model_config"], f"{path} model_config"))
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()
+
+
+def save_train_state(path: str | Path, state: dict) -> None:
+    """The resume state: everything `train` needs to continue after the epoch it was written at."""
+    with atomic_write(path) as f:
+        torch.save(state, f)
+
+
+def load_train_state(path: str | Path, fingerprint: str) -> dict | None:
+    """The resume state at `path` if it exists and was written by a run of the same fingerprint."""
+    if not Path(path).exists():
+        return None
+    state = load_checkpoint(path)
+    if state.get("fingerprint") != fingerprint:
+        log.info("%s is from a run with other params (%s, not %s): starting afresh",
+                 path, state.get("fingerprint"), fingerprint)
+        return None
+    return state

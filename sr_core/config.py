@@ -48,16 +48,24 @@ class TrainConfig:
     patch_size: int = 0  # HR patch side; 0 trains on whole images like the seed
     patches_per_image: int = 1  # random patches cut from each training image per epoch
     augment: bool = True  # random flips and 90-degree rotations
-    schedule: str = "constant"
+    schedule: str = "constant"  # constant | cosine | step
     warmup_epochs: int = 0
+    step_epochs: int = 30  # step schedule: multiply the lr by step_gamma every step_epochs
+    step_gamma: float = 0.5
+    ema_decay: float = 0.0  # EMA of the weights for validation and the saved model; 0 = off
     loss: str = "l1"
-    num_workers: int = 2
+    bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
+    compile: bool = False  # torch.compile the training step
+    decode_cache: str = "auto"  # decoded training images: memory | disk | auto (memory if they fit)
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_choice("train.schedule", self.schedule, ("constant", "cosine"))
+        _check_choice("train.schedule", self.schedule, ("constant", "cosine", "step"))
         _check_choice("train.loss", self.loss, ("l1", "mse"))
+        _check_choice("train.decode_cache", self.decode_cache, ("auto", "memory", "disk"))
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.patch_size < 0 or self.patches_per_image < 1 or self.batch_size < 1:
             raise ValueError(f"train: patch_size >= 0, patches_per_image >= 1, batch_size >= 1; got {self}")
 
@@ -82,6 +90,8 @@ class PathsConfig:
     rejects: str = "data/rejects.csv"
     split_metrics: str = "metrics/split.json"
     model: str = "models/best.pt"
+    train_state: str = "models/last.pt"  # resume state, written every epoch
+    decode_cache: str = ".cache/decoded"  # decoded training images when they do not fit in memory
     train_metrics: str = "metrics/train.json"
     history: str = "metrics/history.csv"
     eval_metrics: str = "metrics/eval.json"

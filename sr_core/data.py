@@ -13,13 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from sr_core.files import write_json
-from sr_core.images import (ImageError, bicubic_downscale, crop_to_multiple, image_to_tensor, list_images,
-                            read_rgb)
+from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, list_images, read_rgb
 
 
 @dataclass(frozen=True)
@@ -103,51 +100,3 @@ def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path) -> tupl
     """The train and val pairs that `split` wrote, as paths under the given folders."""
     split = json.loads(Path(path).read_text())
     return tuple([Pair(n, Path(lr_dir) / n, Path(hr_dir) / n) for n in split[part]] for part in ("train", "val"))
-
-
-def augment(lr_img: torch.Tensor, hr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random flip and rotation for both CHW tensors; rotations by 90 degrees only if square."""
-    square = lr_img.shape[-1] == lr_img.shape[-2]
-    turns = int(torch.randint(4, ())) if square else 2 * int(torch.randint(2, ()))
-    if torch.rand(()) < 0.5:
-        lr_img, hr_img = lr_img.flip(-1), hr_img.flip(-1)
-    return torch.rot90(lr_img, turns, (-2, -1)), torch.rot90(hr_img, turns, (-2, -1))
-
-
-class PairDataset(Dataset):
-    """Training samples as (lr_img, hr_img) CHW float 0..1 tensors.
-
-    With `patch_size` > 0, each item is a random aligned patch (HR side `patch_size`) and every
-    image yields `patches_per_image` items per epoch; with 0, items are whole images (the seed).
-    """
-
-    def __init__(self, pairs: list[Pair], scale: int, patch_size: int = 0,
-                 patches_per_image: int = 1, augment: bool = True):
-        if patch_size % scale:
-            raise ValueError(f"patch_size ({patch_size}) must be a multiple of scale ({scale})")
-        self.pairs = pairs
-        self.scale = scale
-        self.patch_size = patch_size
-        self.patches_per_image = patches_per_image if patch_size else 1
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.pairs) * self.patches_per_image
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pair = self.pairs[index // self.patches_per_image]
-        lr_img, hr_img = (image_to_tensor(img) for img in load_pair(pair, self.scale))
-        if self.patch_size:
-            lr_patch = self.patch_size // self.scale
-            lr_h, lr_w = lr_img.shape[-2:]
-            if lr_h < lr_patch or lr_w < lr_patch:
-                raise ImageError(f"{pair.lr_path or pair.hr_path}: LR {lr_w}x{lr_h} is smaller than "
-                                 f"a {lr_patch} px LR patch")
-            y = int(torch.randint(lr_h - lr_patch + 1, ()))
-            x = int(torch.randint(lr_w - lr_patch + 1, ()))
-            lr_img = lr_img[:, y:y + lr_patch, x:x + lr_patch]
-            s = self.scale
-            hr_img = hr_img[:, s * y:s * (y + lr_patch), s * x:s * (x + lr_patch)]
-        if self.augment:
-            lr_img, hr_img = augment(lr_img, hr_img)
-        return lr_img, hr_img

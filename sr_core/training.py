@@ -1,22 +1,32 @@
 """The training loop: one function, read top to bottom.
 
-Per epoch: train on random patches (or whole images) -> score the val split -> append a history
-row -> keep the checkpoint with the best val RGB PSNR (the seed's selection rule).
+Per epoch: train on batches cut from images decoded once -> (rank 0) score the val split with the
+EMA weights when EMA is on -> append a history row -> keep the checkpoint with the best val RGB
+PSNR (the seed's rule) -> write the resume state. One device, or several under torchrun (DDP):
+`train.batch_size` is the global batch, split evenly over the processes, and every process cuts
+its own random patches from the whole train split, so an epoch is the same number of steps and
+samples whatever the number of processes.
 """
 
+import hashlib
+import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from sr_core.checkpoint import save_checkpoint
-from sr_core.config import Params, to_dict
-from sr_core.data import Pair, PairDataset
+from sr_core.batches import PatchBatcher, decode_pairs, fits_in_memory
+from sr_core.checkpoint import load_train_state, save_checkpoint, save_train_state
+from sr_core.config import Params, TrainConfig, to_dict
+from sr_core.data import Pair
 from sr_core.evaluation import mean_metrics, score_pairs
 from sr_core.files import write_csv
 from sr_core.inference import pick_device
@@ -25,86 +35,172 @@ from sr_core.model import SRResNet
 log = logging.getLogger(__name__)
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+RUNTIME_KEYS = ("num_workers", "device", "compile", "decode_cache")  # change how, not what, is trained
 
 
-def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
-    """Multiplier of the base learning rate at `step`: linear warmup, then constant or cosine to 0."""
+def fingerprint(params: Params) -> str:
+    """A hash of every param that shapes training; a resume state with another one is not resumed."""
+    train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS}
+    shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train,
+               "split": to_dict(params.split), "data": to_dict(params.data)}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at `step`: linear warmup, then the schedule."""
+    warmup_steps, total_steps = cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "cosine":
+    if cfg.schedule == "cosine":
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if cfg.schedule == "step":
+        return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
     return 1.0
 
 
-def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair],
-          model_path: str | Path, history_path: str | Path) -> dict:
-    """Trains SRResNet, writing the best checkpoint and the per-epoch history; returns a summary."""
+def start_processes(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun, joins the process group (NCCL on GPUs, else gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return 0, 1, pick_device(device_name)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    cuda = torch.cuda.is_available() and device_name != "cpu"
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_path: str | Path,
+          history_path: str | Path, state_path: str | Path, decode_cache_dir: str | Path) -> dict | None:
+    """Trains SRResNet, writing the best checkpoint, the per-epoch history and the resume state.
+
+    Returns a summary on rank 0 (None on the other ranks, which write nothing).
+    """
     cfg, scale = params.train, params.model.scale
     if not train_pairs or not val_pairs:
         raise ValueError(f"training needs train and val pairs; got {len(train_pairs)} and {len(val_pairs)}")
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    rank, world_size, device = start_processes(cfg.device)
+    if cfg.batch_size % world_size:
+        raise ValueError(f"train.batch_size ({cfg.batch_size}) must divide over {world_size} processes")
+    is_main = rank == 0
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = SRResNet(params.model).to(device)
-    dataset = PairDataset(train_pairs, scale, cfg.patch_size, cfg.patches_per_image, cfg.augment)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                        pin_memory=device.type == "cuda")
-    if len(loader) == 0:
-        raise ValueError(f"{len(dataset)} training samples do not fill one batch of {cfg.batch_size}")
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    steps_per_epoch = len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-        step, cfg.schedule, cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch))
+    steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
+    on_disk = cfg.decode_cache == "disk" or (cfg.decode_cache == "auto" and not fits_in_memory(train_pairs, scale))
+    decoded = decode_pairs(train_pairs, scale, decode_cache_dir if on_disk else None)
+    batcher = PatchBatcher(decoded, scale, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank)
     loss_fn = LOSSES[cfg.loss]
-    num_params = sum(p.numel() for p in model.parameters())
-    log.info("training %d parameters on %s: %d train / %d val pairs, %d steps per epoch",
-             num_params, device, len(train_pairs), len(val_pairs), steps_per_epoch)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.bf16)
 
-    history, best = [], None
+    history, best, first_epoch = [], None, 1
+    run_id = fingerprint(params)
+    state = load_train_state(state_path, run_id)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        batcher.set_state(state["batcher_rng"][rank])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
+        if is_main:  # DVC removed these outputs before the stage ran; the state holds them
+            write_csv(history_path, history)
+            save_best(model_path, params, best)
+        log.info("resuming after epoch %d of %d from %s", state["epoch"], cfg.epochs, state_path)
+    step_model = DistributedDataParallel(model) if world_size > 1 else model
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+    if is_main:
+        log.info("training %d parameters on %d x %s: %d train / %d val pairs, %d steps per epoch of %d",
+                 sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
+                 len(val_pairs), steps_per_epoch, cfg.batch_size)
+
     start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        for lr_img, hr_img in tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False):
-            lr_img = lr_img.to(device, non_blocking=True)
-            hr_img = hr_img.to(device, non_blocking=True)
-            loss = loss_fn(model(lr_img), hr_img)
+        for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                      leave=False, disable=not is_main):
+            lr_img, hr_img = batcher.sample(cfg.batch_size // world_size)
+            with autocast:  # bf16 matmuls and convolutions; BatchNorm statistics stay float32
+                loss = loss_fn(step_model(lr_img), hr_img)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             loss_sum += loss.detach()
-
-        model.eval()
-        val = mean_metrics(score_pairs(val_pairs, scale, model, ssim=False, tile=params.inference.tile))
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum.item() / steps_per_epoch,
-            "val_loss": val["mae" if cfg.loss == "l1" else "mse"],
-            "val_psnr_rgb": val["psnr_rgb"],
-            "val_psnr_y": val["psnr_y"],
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - epoch_start,
-        }
-        history.append(row)
-        write_csv(history_path, history)
-        if best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]:
-            best = row
-            save_checkpoint(model_path, model, epoch=epoch, val_psnr_rgb=row["val_psnr_rgb"],
-                            val_psnr_y=row["val_psnr_y"], params=to_dict(params))
-        log.info("epoch %d/%d: train loss %.5f, val loss %.5f, val PSNR %.3f dB (Y %.3f dB), %.1f s",
-                 epoch, cfg.epochs, row["train_loss"], row["val_loss"], row["val_psnr_rgb"],
-                 row["val_psnr_y"], row["seconds"])
-
+        if world_size > 1:
+            dist.all_reduce(loss_sum)
+        if is_main:
+            eval_model = (ema.module if ema is not None else model).eval()
+            val = mean_metrics(score_pairs(val_pairs, scale, eval_model, ssim=False, tile=params.inference.tile))
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum.item() / steps_per_epoch / world_size,
+                "val_loss": val["mae" if cfg.loss == "l1" else "mse"],
+                "val_psnr_rgb": val["psnr_rgb"],
+                "val_psnr_y": val["psnr_y"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            history.append(row)
+            write_csv(history_path, history)
+            if best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]:
+                best = {**row, "state_dict": eval_model.state_dict()}
+                save_best(model_path, params, best)
+            save_train_state(state_path, {
+                "fingerprint": run_id, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
+                "batcher_rng": gather_states(batcher.state(), world_size), "history": history, "best": best,
+            })
+            log.info("epoch %d/%d: train loss %.5f, val loss %.5f, val PSNR %.3f dB (Y %.3f dB), %.1f s",
+                     epoch, cfg.epochs, row["train_loss"], row["val_loss"], row["val_psnr_rgb"],
+                     row["val_psnr_y"], row["seconds"])
+        elif world_size > 1:
+            gather_states(batcher.state(), world_size)
+    if world_size > 1:
+        dist.destroy_process_group()
+    if not is_main:
+        return None
     return {
         "best_epoch": best["epoch"],
         "best_val_psnr_rgb": best["val_psnr_rgb"],
         "best_val_psnr_y": best["val_psnr_y"],
         "epochs": cfg.epochs,
         "steps": cfg.epochs * steps_per_epoch,
-        "num_params": num_params,
-        "device": str(device),
-        "train_seconds": time.perf_counter() - start,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "device": f"{world_size} x {device.type}",
+        "train_seconds": sum(row["seconds"] for row in history),
     }
+
+
+def gather_states(state: torch.Tensor, world_size: int) -> list[torch.Tensor]:
+    """Every rank's batcher RNG state, so a resumed run continues each rank's patch stream."""
+    if world_size == 1:
+        return [state]
+    states = [None] * world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def save_best(path: str | Path, params: Params, best: dict) -> None:
+    model = SRResNet(params.model)
+    model.load_state_dict(best["state_dict"])
+    save_checkpoint(path, model, epoch=best["epoch"], val_psnr_rgb=best["val_psnr_rgb"],
+                    val_psnr_y=best["val_psnr_y"], params=to_dict(params))

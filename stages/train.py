@@ -1,4 +1,7 @@
-"""Stage train: SRResNet on the train split, best checkpoint by val PSNR."""
+"""Stage train: SRResNet on the train split, best checkpoint by val PSNR; resumes after a kill.
+
+On several GPUs: `torchrun --nproc_per_node=N stages/train.py` (see README).
+"""
 
 import logging
 
@@ -12,8 +15,10 @@ def train() -> None:
     params = load_params()
     paths = params.paths
     train_pairs, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
-    summary = train_model(params, train_pairs, val_pairs, paths.model, paths.history)
-    write_json(paths.train_metrics, summary)
+    summary = train_model(params, train_pairs, val_pairs, paths.model, paths.history, paths.train_state,
+                          paths.decode_cache)
+    if summary is not None:  # rank 0
+        write_json(paths.train_metrics, summary)
 
 
 if __name__ == "__main__":

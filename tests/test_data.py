@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import save
-from sr_core.data import PairDataset, check_pairs, read_split, split_names, write_split
+from sr_core.data import check_pairs, read_split, split_names, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,24 +64,6 @@ def test_rgba_and_greyscale_pairs_are_valid(tmp_path, rng):
     assert [p.name for p in pairs] == ["grey.png", "rgba.png"] and rejects == []
 
 
-@pytest.mark.parametrize("patch_size", [0, 16, 32])
-def test_patches_are_aligned_after_augmentation(paired_folder, patch_size):
-    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    dataset = PairDataset(pairs, 4, patch_size=patch_size, patches_per_image=3)
-    assert len(dataset) == (18 if patch_size else 6)
-    for index in range(len(dataset)):
-        lr_img, hr_img = dataset[index]
-        assert hr_img.shape[-2:] == (4 * lr_img.shape[-2], 4 * lr_img.shape[-1])
-        if patch_size:
-            assert hr_img.shape[-2:] == (patch_size, patch_size)
-        # HR is the LR with each pixel repeated 4x4, under any flip or rotation
-        assert (hr_img[:, ::4, ::4] == lr_img).all()
-
-
-def test_patch_larger_than_the_image_names_the_file(paired_folder):
-    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    with pytest.raises(ValueError, match="000.png: LR 16x12 is smaller than a 16 px LR patch"):
-        PairDataset(pairs, 4, patch_size=64)[0]
 
 
 def run_split_stage(tmp_path, lr_dir, hr_dir):

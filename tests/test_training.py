@@ -1,50 +1,158 @@
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from sr_core.checkpoint import load_model
 from sr_core.config import Params, TrainConfig
-from sr_core.data import check_pairs
+from sr_core.data import check_pairs, write_split
 from sr_core.model import ModelConfig
-from sr_core.training import lr_factor, train
+from sr_core.training import fingerprint, lr_factor, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_lr_schedules():
-    assert [lr_factor(s, "constant", 0, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
-    assert lr_factor(0, "cosine", 0, 10) == 1.0
-    assert lr_factor(5, "cosine", 0, 10) == pytest.approx(0.5)
-    assert lr_factor(10, "cosine", 0, 10) == pytest.approx(0.0)
-    assert [lr_factor(s, "cosine", 4, 14) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
+    constant = TrainConfig(epochs=10, schedule="constant")
+    assert [lr_factor(s, constant, 1) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    cosine = TrainConfig(epochs=10, schedule="cosine")
+    assert lr_factor(0, cosine, 1) == 1.0
+    assert lr_factor(5, cosine, 1) == pytest.approx(0.5)
+    assert lr_factor(10, cosine, 1) == pytest.approx(0.0)
+    warm = TrainConfig(epochs=7, schedule="cosine", warmup_epochs=2)
+    assert [lr_factor(s, warm, 2) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
+    step = TrainConfig(epochs=10, schedule="step", step_epochs=3, step_gamma=0.1)
+    assert [lr_factor(s, step, 2) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
 
 
-def test_training_writes_history_and_a_weights_only_checkpoint(paired_folder):
+def test_fingerprint_ignores_how_but_not_what():
+    base = Params()
+    assert fingerprint(base) == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)))
+    assert fingerprint(base) != fingerprint(Params(lr=2e-4))
+    assert fingerprint(base) != fingerprint(Params(train=TrainConfig(epochs=5)))
+
+
+def tiny_params(**train) -> Params:
+    settings = dict(epochs=3, batch_size=2, patch_size=32, patches_per_image=2, schedule="cosine", device="cpu")
+    return Params(lr=1e-3, model=ModelConfig(num_blocks=1, num_features=8, bicubic_residual=True),
+                  train=TrainConfig(**settings | train))
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_training_writes_history_and_a_weights_only_checkpoint(paired_folder, ema_decay):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    params = Params(
-        lr=1e-3,
-        model=ModelConfig(num_blocks=1, num_features=8, bicubic_residual=True),
-        train=TrainConfig(epochs=3, batch_size=2, patch_size=32, patches_per_image=2, num_workers=0,
-                          schedule="cosine", device="cpu"),
-    )
-    model_path, history_path = paired_folder / "best.pt", paired_folder / "history.csv"
-    summary = train(params, pairs[:4], pairs[4:], model_path, history_path)
+    out = paired_folder / "out"
+    summary = train(tiny_params(ema_decay=ema_decay), pairs[:4], pairs[4:], out / "best.pt",
+                    out / "history.csv", out / "last.pt", out / "cache")
 
-    with open(history_path, newline="") as f:
+    with open(out / "history.csv", newline="") as f:
         history = list(csv.DictReader(f))
     assert [int(row["epoch"]) for row in history] == [1, 2, 3]
     best = max(history, key=lambda row: float(row["val_psnr_rgb"]))
     assert summary["best_epoch"] == int(best["epoch"]) and summary["steps"] == 12
 
-    checkpoint = torch.load(model_path, weights_only=True)
+    checkpoint = torch.load(out / "best.pt", weights_only=True)
     assert checkpoint["epoch"] == summary["best_epoch"]
     assert checkpoint["model_config"] == {"scale": 4, "num_blocks": 1, "num_features": 8, "bicubic_residual": True}
     assert checkpoint["params"]["lr"] == 1e-3
-    model = load_model(model_path, torch.device("cpu"))
+    model = load_model(out / "best.pt", torch.device("cpu"))
     assert not model.training
     assert model(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 3 and len(state["history"]) == 3 and bool(state["ema"]) == (ema_decay > 0)
 
 
 def test_training_without_val_pairs_is_an_error(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     with pytest.raises(ValueError, match="needs train and val pairs; got 6 and 0"):
-        train(Params(), pairs, [], paired_folder / "m.pt", paired_folder / "h.csv")
+        train(Params(), pairs, [], *(paired_folder / name for name in ("m.pt", "h.csv", "s.pt", "c")))
+
+
+def test_bf16_autocast_keeps_batchnorm_statistics_in_float32():
+    from sr_core.model import SRResNet
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.rand(2, 3, 8, 8)).float().mean().backward()
+    assert all(m.running_mean.dtype == torch.float32 for m in model.modules()
+               if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.fixture
+def workspace(paired_folder):
+    """A folder laid out like the repo for `stages/train.py`: params.yaml, a split, paired data."""
+    names = sorted(p.name for p in (paired_folder / "lr").iterdir())
+    write_split(paired_folder / "data" / "split.json", names[:5], names[5:])
+    params = {
+        "lr": 1e-3,
+        "data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
+        "model": {"num_blocks": 1, "num_features": 8, "bicubic_residual": True},
+        "train": {"epochs": 8, "batch_size": 4, "patch_size": 32, "patches_per_image": 40,
+                  "schedule": "cosine", "ema_decay": 0.5, "device": "cpu"},
+    }
+    (paired_folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return paired_folder
+
+
+def history(root: Path) -> list[dict]:
+    with open(root / "metrics" / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def train_command(*prefix: str) -> list[str]:
+    return [sys.executable, *prefix, str(REPO / "stages" / "train.py")]
+
+
+def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_factory):
+    uninterrupted = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(["cp", "-r", f"{workspace}/.", str(uninterrupted)], check=True)
+    subprocess.run(train_command(), cwd=uninterrupted, check=True, capture_output=True)
+
+    process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if (workspace / "metrics" / "history.csv").exists() and len(history(workspace)) >= 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = torch.load(workspace / "models" / "last.pt", weights_only=True)["epoch"]
+    assert 1 <= killed_at < 8
+    (workspace / "models" / "best.pt").unlink()  # as `dvc repro` removes non-persistent outputs
+
+    resumed = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {killed_at} of 8" in resumed.stderr
+    rows = history(workspace)
+    assert [int(row["epoch"]) for row in rows] == list(range(1, 9))
+    # RNG, optimizer, schedule and EMA states resume exactly: the same run as without the kill
+    for column in ("train_loss", "val_psnr_rgb", "lr"):
+        assert [row[column] for row in rows] == [row[column] for row in history(uninterrupted)]
+    assert torch.load(workspace / "models" / "last.pt", weights_only=True)["epoch"] == 8
+    best = torch.load(workspace / "models" / "best.pt", weights_only=True)
+    assert best["epoch"] == int(max(rows, key=lambda row: float(row["val_psnr_rgb"]))["epoch"])
+
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["lr"] = 5e-4  # another run: its state must not be resumed
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    fresh = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "starting afresh" in fresh.stderr and "resuming" not in fresh.stderr
+
+
+def test_two_processes_with_ddp_on_cpu(workspace):
+    result = subprocess.run(train_command("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+                            cwd=workspace, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training 1" in result.stderr and "on 2 x cpu" in result.stderr
+    assert [int(row["epoch"]) for row in history(workspace)] == list(range(1, 9))
+    model = load_model(workspace / "models" / "best.pt", torch.device("cpu"))
+    assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
+    assert (workspace / "metrics" / "train.json").exists()

@@ -1,0 +1,132 @@
+"""Training batches cut from images decoded once.
+
+The seed decoded two PNGs per sample, every step. Here every training pair is decoded once into
+uint8 arrays — in memory when they fit, else in memory-mapped .npy files on disk (the page cache
+then keeps what RAM allows) — and each batch of random patches, or of whole images, is cut from
+them by tensor indexing, on the GPU when the images fit in its memory.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+from tqdm import tqdm
+
+from sr_core.data import Pair, load_pair
+
+log = logging.getLogger(__name__)
+
+
+def fits_in_memory(pairs: list[Pair], scale: int) -> bool:
+    """Whether this node's processes can each hold the decoded pairs in half the free RAM.
+
+    Estimated from the first pair's size, as the reference data is all one size.
+    """
+    lr_img, hr_img = load_pair(pairs[0], scale)
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return processes * len(pairs) * (lr_img.nbytes + hr_img.nbytes) < psutil.virtual_memory().available / 2
+
+
+def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = None
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every pair as (lr_img, hr_img) HWC uint8, decoded once.
+
+    With `cache_dir`, the arrays are saved there as .npy files (named by a hash of the source files'
+    paths, sizes and modification times, so an edited image is decoded again) and memory-mapped
+    copy-on-write (writable for torch, never written back).
+    """
+    decoded = []
+    for pair in tqdm(pairs, desc="decoding", unit="pair", leave=False):
+        if cache_dir is None:
+            decoded.append(load_pair(pair, scale))
+            continue
+        sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in (pair.lr_path, pair.hr_path) if p is not None]
+        key = hashlib.sha256(repr((sources, scale)).encode()).hexdigest()[:32]
+        lr_file, hr_file = Path(cache_dir) / f"{key}.lr.npy", Path(cache_dir) / f"{key}.hr.npy"
+        if not (lr_file.exists() and hr_file.exists()):
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            for path, img in zip((lr_file, hr_file), load_pair(pair, scale)):
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, img)
+                os.replace(tmp, path)  # atomic: concurrent ranks or a kill never leave half a file
+        decoded.append((np.load(lr_file, mmap_mode="c"), np.load(hr_file, mmap_mode="c")))
+    return decoded
+
+
+def augment(lr_img: torch.Tensor, hr_img: torch.Tensor, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random flip and 90-degree turns for both CHW tensors (180 degrees only if not square)."""
+    square = lr_img.shape[-1] == lr_img.shape[-2]
+    turns = int(torch.randint(4, (), generator=generator)) if square else 2 * int(torch.randint(2, (), generator=generator))
+    if torch.randint(2, (), generator=generator):
+        lr_img, hr_img = lr_img.flip(-1), hr_img.flip(-1)
+    return torch.rot90(lr_img, turns, (-2, -1)), torch.rot90(hr_img, turns, (-2, -1))
+
+
+class PatchBatcher:
+    """Batches of aligned (lr_img, hr_img) as NCHW float tensors in 0..1 on `device`.
+
+    With `patch_size` > 0 each sample is a random patch (HR side `patch_size`); with 0 it is a whole
+    image (the seed's mode; the images must then share one size). Images are visited in a random
+    order, each once before any repeats. The decoded images move to a GPU `device` as uint8 when
+    they fit in a third of its free memory; else only the batches travel, through pinned memory.
+    """
+
+    def __init__(self, decoded: list[tuple[np.ndarray, np.ndarray]], scale: int, patch_size: int,
+                 augment: bool, device: torch.device, seed: int):
+        if patch_size % scale:
+            raise ValueError(f"patch_size ({patch_size}) must be a multiple of scale ({scale})")
+        sizes = {lr_img.shape[:2] for lr_img, _ in decoded}
+        self.lr_patch = patch_size // scale
+        if self.lr_patch and min(min(size) for size in sizes) < self.lr_patch:
+            raise ValueError(f"train.patch_size {patch_size} needs LR images of at least {self.lr_patch} px "
+                             f"a side; the smallest is {min(sizes, key=min)}")
+        if not self.lr_patch and len(sizes) > 1:
+            raise ValueError(f"whole-image batches (patch_size 0) need images of one size; found {len(sizes)}")
+        self.scale, self.augment, self.device = scale, augment, device
+        total = sum(lr.nbytes + hr.nbytes for lr, hr in decoded)
+        on_device = device.type == "cuda" and total < torch.cuda.mem_get_info(device)[0] / 3
+        self.store = device if on_device else torch.device("cpu")
+        # CHW views of the HWC arrays; a memory-mapped array stays on disk until a patch is cut
+        self.images = [tuple(torch.as_tensor(img).to(self.store).permute(2, 0, 1) for img in pair)
+                       for pair in decoded]
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order, self.position = torch.randperm(len(self.images), generator=self.generator), 0
+
+    def state(self) -> dict:
+        return {"rng": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def set_state(self, state: dict) -> None:
+        self.generator.set_state(state["rng"])
+        self.order, self.position = state["order"], state["position"]
+
+    def _next_image(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position == len(self.order):
+            self.order, self.position = torch.randperm(len(self.images), generator=self.generator), 0
+        self.position += 1
+        return self.images[int(self.order[self.position - 1])]
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g, p, s = self.generator, self.lr_patch, self.scale
+        lr_patches, hr_patches = [], []
+        for _ in range(batch_size):
+            lr_img, hr_img = self._next_image()
+            if p:
+                y = int(torch.randint(lr_img.shape[1] - p + 1, (), generator=g))
+                x = int(torch.randint(lr_img.shape[2] - p + 1, (), generator=g))
+                lr_img, hr_img = lr_img[:, y:y + p, x:x + p], hr_img[:, s * y:s * (y + p), s * x:s * (x + p)]
+            if self.augment:
+                lr_img, hr_img = augment(lr_img, hr_img, g)
+            lr_patches.append(lr_img)
+            hr_patches.append(hr_img)
+        batch = (torch.stack(lr_patches), torch.stack(hr_patches))
+        if self.store != self.device:
+            batch = tuple(t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda"
+                          else t.to(self.device) for t in batch)
+        memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        return tuple(t.float().div_(255).contiguous(memory_format=memory_format) for t in batch)
