@@ -35,7 +35,7 @@ from sr_core.model import SRResNet
 log = logging.getLogger(__name__)
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
-RUNTIME_KEYS = ("num_workers", "device", "compile", "decode_cache")  # change how, not what, is trained
+RUNTIME_KEYS = ("device", "compile", "decode_cache")  # change how, not what, is trained
 
 
 def fingerprint(params: Params) -> str:
