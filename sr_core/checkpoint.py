@@ -44,13 +44,20 @@ def save_train_state(path: str | Path, state: dict) -> None:
         torch.save(state, f)
 
 
-def load_train_state(path: str | Path, fingerprint: str) -> dict | None:
-    """The resume state at `path` if it exists and was written by a run of the same fingerprint."""
+def load_train_state(path: str | Path, fingerprint: str, epochs: int) -> dict | None:
+    """The resume state at `path` if a run of the same fingerprint stopped there before `epochs`.
+
+    A finished run is not resumed: DVC reruns a finished stage only when something it depends on
+    changed (code, data), so that is a new run.
+    """
     if not Path(path).exists():
         return None
     state = load_checkpoint(path)
     if state.get("fingerprint") != fingerprint:
         log.info("%s is from a run with other params (%s, not %s): starting afresh",
                  path, state.get("fingerprint"), fingerprint)
+        return None
+    if state["epoch"] >= epochs:
+        log.info("%s is from a finished run (%d epochs): starting afresh", path, state["epoch"])
         return None
     return state

@@ -38,11 +38,12 @@ LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 RUNTIME_KEYS = ("device", "compile", "decode_cache")  # change how, not what, is trained
 
 
-def fingerprint(params: Params) -> str:
-    """A hash of every param that shapes training; a resume state with another one is not resumed."""
+def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair]) -> str:
+    """A hash of every param that shapes training and of the split's names; a resume state with
+    another one belongs to another run and is not resumed."""
     train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS}
-    shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train,
-               "split": to_dict(params.split), "data": to_dict(params.data)}
+    shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train, "data": to_dict(params.data),
+               "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]]}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -104,8 +105,8 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.bf16)
 
     history, best, first_epoch = [], None, 1
-    run_id = fingerprint(params)
-    state = load_train_state(state_path, run_id)
+    run_id = fingerprint(params, train_pairs, val_pairs)
+    state = load_train_state(state_path, run_id, cfg.epochs)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -32,11 +32,13 @@ def test_lr_schedules():
     assert [lr_factor(s, step, 2) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
 
 
-def test_fingerprint_ignores_how_but_not_what():
-    base = Params()
-    assert fingerprint(base) == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)))
-    assert fingerprint(base) != fingerprint(Params(lr=2e-4))
-    assert fingerprint(base) != fingerprint(Params(train=TrainConfig(epochs=5)))
+def test_fingerprint_ignores_how_but_not_what(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    base = fingerprint(Params(), pairs[:4], pairs[4:])
+    assert base == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)), pairs[:4], pairs[4:])
+    assert base != fingerprint(Params(lr=2e-4), pairs[:4], pairs[4:])
+    assert base != fingerprint(Params(train=TrainConfig(epochs=5)), pairs[:4], pairs[4:])
+    assert base != fingerprint(Params(), pairs[:3], pairs[3:])
 
 
 def tiny_params(**train) -> Params:
@@ -138,6 +140,9 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     assert torch.load(workspace / "models" / "last.pt", weights_only=True)["epoch"] == 8
     best = torch.load(workspace / "models" / "best.pt", weights_only=True)
     assert best["epoch"] == int(max(rows, key=lambda row: float(row["val_psnr_rgb"]))["epoch"])
+
+    finished = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
+    assert "from a finished run (8 epochs): starting afresh" in finished.stderr  # e.g. after a code change
 
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["lr"] = 5e-4  # another run: its state must not be resumed
