@@ -7,7 +7,6 @@ them by tensor indexing, on the GPU when the images fit in its memory.
 """
 
 import hashlib
-import logging
 import os
 from pathlib import Path
 
@@ -17,8 +16,6 @@ import torch
 from tqdm import tqdm
 
 from sr_core.data import Pair, load_pair
-
-log = logging.getLogger(__name__)
 
 
 def fits_in_memory(pairs: list[Pair], scale: int) -> bool:
@@ -62,7 +59,7 @@ def augment(lr_img: torch.Tensor, hr_img: torch.Tensor, generator: torch.Generat
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random flip and 90-degree turns for both CHW tensors (180 degrees only if not square)."""
     square = lr_img.shape[-1] == lr_img.shape[-2]
-    turns = int(torch.randint(4, (), generator=generator)) if square else 2 * int(torch.randint(2, (), generator=generator))
+    turns = int(torch.randint(4 if square else 2, (), generator=generator)) * (1 if square else 2)
     if torch.randint(2, (), generator=generator):
         lr_img, hr_img = lr_img.flip(-1), hr_img.flip(-1)
     return torch.rot90(lr_img, turns, (-2, -1)), torch.rot90(hr_img, turns, (-2, -1))

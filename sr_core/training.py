@@ -128,7 +128,6 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                  sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
                  len(val_pairs), steps_per_epoch, cfg.batch_size)
 
-    start = time.perf_counter()
     for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()

@@ -50,7 +50,8 @@ def test_non_positive_lr_is_an_error(tmp_path):
 
 
 def test_readme_seed_command_gives_the_seed_setting():
-    line = next(l for l in (REPO / "README.md").read_text().splitlines() if l.startswith("dvc exp run -n seed"))
+    lines = (REPO / "README.md").read_text().splitlines()
+    line = next(text for text in lines if text.startswith("dvc exp run -n seed"))
     values = yaml.safe_load((REPO / "params.yaml").read_text())
     words = line.split()
     for flag, assignment in zip(words, words[1:]):

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import save
 from sr_core.data import check_pairs, read_split, split_names, write_split
