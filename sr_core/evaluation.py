@@ -1,5 +1,7 @@
 """Scoring the model and the bicubic baseline on pairs, and the side-by-side figure."""
 
+from collections.abc import Iterable
+
 import numpy as np
 from tqdm import tqdm
 
@@ -12,13 +14,13 @@ from sr_core.model import SRResNet
 MEASURES = ("psnr_y", "ssim", "psnr_rgb")
 
 
-def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bicubic: bool = False,
-                ssim: bool = True, tile: int = 0) -> list[dict]:
-    """One row per pair: name, HR size, the model's measures and bicubic's (prefixed `bicubic_`)."""
+def score_images(images: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int, model: SRResNet | None = None,
+                 bicubic: bool = False, ssim: bool = True, tile: int = 0) -> list[dict]:
+    """One row per (name, lr_img, hr_img): name, HR size, the model's measures and bicubic's
+    (prefixed `bicubic_`)."""
     rows = []
-    for pair in tqdm(pairs, desc="scoring", unit="img", leave=False):
-        lr_img, hr_img = load_pair(pair, scale)
-        row = {"name": pair.name, "width": hr_img.shape[1], "height": hr_img.shape[0]}
+    for name, lr_img, hr_img in images:
+        row = {"name": name, "width": hr_img.shape[1], "height": hr_img.shape[0]}
         if model is not None:
             row |= image_metrics(upscale(model, lr_img, tile), hr_img, scale, ssim)
         if bicubic:
@@ -26,6 +28,13 @@ def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bi
             row |= {f"bicubic_{key}": value for key, value in bicubic_metrics.items()}
         rows.append(row)
     return rows
+
+
+def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bicubic: bool = False,
+                ssim: bool = True, tile: int = 0) -> list[dict]:
+    """`score_images` over pairs decoded one at a time, so a large set never sits in memory."""
+    images = ((pair.name, *load_pair(pair, scale)) for pair in tqdm(pairs, desc="scoring", unit="img", leave=False))
+    return score_images(images, scale, model, bicubic, ssim, tile)
 
 
 def mean_metrics(rows: list[dict]) -> dict[str, float]:

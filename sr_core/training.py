@@ -27,7 +27,7 @@ from sr_core.batches import PatchBatcher, decode_pairs, fits_in_memory
 from sr_core.checkpoint import load_train_state, save_checkpoint, save_train_state
 from sr_core.config import Params, TrainConfig, to_dict
 from sr_core.data import Pair
-from sr_core.evaluation import mean_metrics, score_pairs
+from sr_core.evaluation import mean_metrics, score_images
 from sr_core.files import write_csv
 from sr_core.inference import pick_device
 from sr_core.model import SRResNet
@@ -98,9 +98,14 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
-    on_disk = cfg.decode_cache == "disk" or (cfg.decode_cache == "auto" and not fits_in_memory(train_pairs, scale))
-    decoded = decode_pairs(train_pairs, scale, decode_cache_dir if on_disk else None)
-    batcher = PatchBatcher(decoded, scale, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank)
+    in_memory = cfg.decode_cache == "memory" or (
+        cfg.decode_cache == "auto" and fits_in_memory(train_pairs + val_pairs, scale))
+    cache_dir = None if in_memory else decode_cache_dir
+    batcher = PatchBatcher(decode_pairs(train_pairs, scale, cache_dir), scale, cfg.patch_size, cfg.augment,
+                           device, seed=cfg.seed + rank)
+    # the val images are scored every epoch: rank 0 decodes them once too
+    val_images = ([(p.name, *images) for p, images in zip(val_pairs, decode_pairs(val_pairs, scale, cache_dir))]
+                  if is_main else [])
     loss_fn = LOSSES[cfg.loss]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.bf16)
 
@@ -148,7 +153,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             dist.all_reduce(loss_sum)
         if is_main:
             eval_model = (ema.module if ema is not None else model).eval()
-            val = mean_metrics(score_pairs(val_pairs, scale, eval_model, ssim=False, tile=params.inference.tile))
+            val = mean_metrics(score_images(val_images, scale, eval_model, ssim=False, tile=params.inference.tile))
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum.item() / steps_per_epoch / world_size,
