@@ -166,7 +166,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             history.append(row)
             write_csv(history_path, history)
             if best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]:
-                best = {**row, "state_dict": eval_model.state_dict()}
+                best = {**row, "state_dict": copy_state(eval_model)}
                 save_best(model_path, params, best)
             save_train_state(state_path, {
                 "fingerprint": run_id, "epoch": epoch, "model": model.state_dict(),
@@ -202,6 +202,12 @@ def gather_states(state: torch.Tensor, world_size: int) -> list[torch.Tensor]:
     states = [None] * world_size
     dist.all_gather_object(states, state)
     return states
+
+
+def copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights and buffers, copied to the host: a state_dict() alone would keep changing
+    with training, so the resume state's "best" would hold the latest weights instead."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
 def save_best(path: str | Path, params: Params, best: dict) -> None:

@@ -14,7 +14,7 @@ from sr_core.checkpoint import load_model
 from sr_core.config import Params, TrainConfig
 from sr_core.data import check_pairs, write_split
 from sr_core.model import ModelConfig
-from sr_core.training import fingerprint, lr_factor, train
+from sr_core.training import copy_state, fingerprint, lr_factor, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,6 +69,27 @@ def test_training_writes_history_and_a_weights_only_checkpoint(paired_folder, em
     assert model(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["epoch"] == 3 and len(state["history"]) == 3 and bool(state["ema"]) == (ema_decay > 0)
+
+
+def test_resume_state_holds_the_best_weights_not_the_latest(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    out = paired_folder / "out"
+    summary = train(tiny_params(schedule="constant"), pairs[:4], pairs[4:], out / "best.pt",
+                    out / "history.csv", out / "last.pt", out / "cache")
+    assert summary["best_epoch"] < 3, "this check needs a best epoch before the last one"
+    best = torch.load(out / "best.pt", weights_only=True)["state_dict"]
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert all(torch.equal(state["best"]["state_dict"][key], value) for key, value in best.items())
+    assert not all(torch.equal(state["model"][key], value) for key, value in best.items())
+
+
+def test_copied_state_does_not_follow_later_training():
+    from sr_core.model import SRResNet
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8))
+    copied = copy_state(model)
+    with torch.no_grad():
+        model.tail.weight.add_(1.0)
+    assert not torch.equal(copied["tail.weight"], model.tail.weight)
 
 
 def test_training_without_val_pairs_is_an_error(paired_folder):
