@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from sr_core.checkpoint import load_model
+from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, check_folder
 from sr_core.evaluation import score_pairs, side_by_side, summarize
 from sr_core.files import write_csv, write_json
@@ -61,10 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
     parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmark"), help="where the results go")
-    parser.add_argument("--tile", type=int, default=512, help="LR tile side for large images (0: whole)")
+    parser.add_argument("--tile", type=int, default=InferenceConfig.tile,
+                        help="LR tile side for large images (0: whole)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--num-samples", type=int, default=1, help="images per set in the figure")
-    parser.add_argument("--crop", type=int, default=128, help="HR side of each crop in the figure")
+    parser.add_argument("--crop", type=int, default=EvaluateConfig.sample_crop,
+                        help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = load_model(args.checkpoint, pick_device(args.device))

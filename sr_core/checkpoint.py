@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from sr_core.config import build
+from sr_core.config import build, to_dict
 from sr_core.files import atomic_write
 from sr_core.model import ModelConfig, SRResNet
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def save_checkpoint(path: str | Path, model: SRResNet, **info: Any) -> None:
     """Writes the model's weights, its config and any plain `info` (epoch, metrics, params)."""
-    checkpoint = {"model_config": vars(model.config), "state_dict": model.state_dict(), **info}
+    checkpoint = {"model_config": to_dict(model.config), "state_dict": model.state_dict(), **info}
     with atomic_write(path) as f:
         torch.save(checkpoint, f)
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
+from PIL import Image
 
 from sr_core.config import DemoConfig
-from sr_core.images import bicubic_downscale, write_png
+from sr_core.images import bicubic_downscale, to_rgb, write_png
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -24,10 +25,6 @@ def load_photo(name: str) -> np.ndarray:
     return np.asarray(loader())
 
 
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
-
-
 def make_demo_data(config: DemoConfig, scale: int) -> dict[str, int]:
     """Writes train/hr, train/lr and test/lr under `config.out_dir`; returns the file counts."""
     if config.tile_size % scale:
@@ -36,7 +33,7 @@ def make_demo_data(config: DemoConfig, scale: int) -> dict[str, int]:
     size = config.tile_size
     num_pairs = 0
     for name in config.train_images:
-        photo = as_rgb(load_photo(name))
+        photo = np.asarray(to_rgb(Image.fromarray(load_photo(name))))
         for row in range(photo.shape[0] // size):
             for col in range(photo.shape[1] // size):
                 hr_img = photo[row * size:(row + 1) * size, col * size:(col + 1) * size]

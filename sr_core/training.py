@@ -151,6 +151,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             loss_sum += loss.detach()
         if world_size > 1:
             dist.all_reduce(loss_sum)
+        batcher_states = gather_states(batcher.state(), world_size)  # a collective: every rank joins
         if is_main:
             eval_model = (ema.module if ema is not None else model).eval()
             val = mean_metrics(score_images(val_images, scale, eval_model, ssim=False, tile=params.inference.tile))
@@ -172,13 +173,11 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 "fingerprint": run_id, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
-                "batcher_rng": gather_states(batcher.state(), world_size), "history": history, "best": best,
+                "batcher_rng": batcher_states, "history": history, "best": best,
             })
             log.info("epoch %d/%d: train loss %.5f, val loss %.5f, val PSNR %.3f dB (Y %.3f dB), %.1f s",
                      epoch, cfg.epochs, row["train_loss"], row["val_loss"], row["val_psnr_rgb"],
                      row["val_psnr_y"], row["seconds"])
-        elif world_size > 1:
-            gather_states(batcher.state(), world_size)
     if world_size > 1:
         dist.destroy_process_group()
     if not is_main:
@@ -195,7 +194,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     }
 
 
-def gather_states(state: torch.Tensor, world_size: int) -> list[torch.Tensor]:
+def gather_states(state: dict, world_size: int) -> list[dict]:
     """Every rank's batcher RNG state, so a resumed run continues each rank's patch stream."""
     if world_size == 1:
         return [state]
