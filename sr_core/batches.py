@@ -1,4 +1,4 @@
-"""Training batches cut from images decoded once.
+"""Training batches cut from images decoded once, and whole-image batches for validation.
 
 The seed decoded two PNGs per sample, every step. Here every training pair is decoded once into
 uint8 arrays — in memory when they fit, else in memory-mapped .npy files on disk (the page cache
@@ -8,6 +8,8 @@ them by tensor indexing, on the GPU when the images fit in its memory.
 
 import hashlib
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +18,35 @@ import torch
 from tqdm import tqdm
 
 from sr_core.data import Pair, load_pair
+from sr_core.images import image_size
+from sr_core.inference import same_size_batches
+from sr_core.parallel import num_workers
+
+
+def decoded_bytes(pair: Pair, scale: int) -> int:
+    """The bytes of the pair once decoded (HR and LR, RGB uint8), read from the HR file's header."""
+    width, height = image_size(pair.hr_path)
+    return 3 * width * height * (scale * scale + 1) // (scale * scale)
 
 
 def fits_in_memory(pairs: list[Pair], scale: int) -> bool:
-    """Whether this node's processes can each hold the decoded pairs in half the free RAM.
-
-    Estimated from the first pair's size, as the reference data is all one size.
-    """
-    lr_img, hr_img = load_pair(pairs[0], scale)
+    """Whether this node's processes can each hold the decoded pairs in half the free RAM."""
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return processes * len(pairs) * (lr_img.nbytes + hr_img.nbytes) < psutil.virtual_memory().available / 2
+    needed = processes * sum(decoded_bytes(pair, scale) for pair in pairs)
+    return needed < psutil.virtual_memory().available / 2
 
 
-def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = None
+def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = None, workers: int = 0
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every pair as (lr_img, hr_img) HWC uint8, decoded once.
+    """Every pair as (lr_img, hr_img) HWC uint8, decoded once, in `workers` threads (0: one per core).
 
     With `cache_dir`, the arrays are saved there as .npy files (named by a hash of the source files'
     paths, sizes and modification times, so an edited image is decoded again) and memory-mapped
     copy-on-write (writable for torch, never written back).
     """
-    decoded = []
-    for pair in tqdm(pairs, desc="decoding", unit="pair", leave=False):
+    def decode(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         if cache_dir is None:
-            decoded.append(load_pair(pair, scale))
-            continue
+            return load_pair(pair, scale)
         sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
                    for p in (pair.lr_path, pair.hr_path) if p is not None]
         key = hashlib.sha256(repr((sources, scale)).encode()).hexdigest()[:32]
@@ -51,8 +57,36 @@ def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = N
                 tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
                 np.save(tmp, img)
                 os.replace(tmp, path)  # atomic: concurrent ranks or a kill never leave half a file
-        decoded.append((np.load(lr_file, mmap_mode="c"), np.load(hr_file, mmap_mode="c")))
-    return decoded
+        return np.load(lr_file, mmap_mode="c"), np.load(hr_file, mmap_mode="c")
+
+    with ThreadPoolExecutor(num_workers(workers)) as pool:
+        return list(tqdm(pool.map(decode, pairs), total=len(pairs), desc="decoding", unit="pair", leave=False))
+
+
+def storage_device(num_bytes: int, device: torch.device) -> torch.device:
+    """Where images that are read again and again should live: on a GPU `device` when they take
+    under a third of its free memory, else on the host."""
+    if device.type == "cuda" and num_bytes < torch.cuda.mem_get_info(device)[0] / 3:
+        return device
+    return torch.device("cpu")
+
+
+class ImageBatches:
+    """Whole decoded pairs as (lr, hr) NHWC uint8 batches of one size, for scoring again and again.
+
+    The pairs are grouped once (see `same_size_batches`) and kept on a GPU `device` when they fit
+    (see `storage_device`); each iteration stacks them into batches on `device`.
+    """
+
+    def __init__(self, decoded: list[tuple[np.ndarray, np.ndarray]], tile: int, device: torch.device):
+        store = storage_device(sum(lr.nbytes + hr.nbytes for lr, hr in decoded), device)
+        images = [(torch.from_numpy(lr).to(store), torch.from_numpy(hr).to(store)) for lr, hr in decoded]
+        self.batches = list(same_size_batches(images, lambda pair: tuple(pair[0].shape[:2]), tile))
+        self.device = device
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.batches:
+            yield tuple(torch.stack(images).to(self.device, non_blocking=True) for images in zip(*batch))
 
 
 def augment(lr_img: torch.Tensor, hr_img: torch.Tensor, generator: torch.Generator
@@ -86,9 +120,7 @@ class PatchBatcher:
         if not self.lr_patch and len(sizes) > 1:
             raise ValueError(f"whole-image batches (patch_size 0) need images of one size; found {len(sizes)}")
         self.scale, self.augment, self.device = scale, augment, device
-        total = sum(lr.nbytes + hr.nbytes for lr, hr in decoded)
-        on_device = device.type == "cuda" and total < torch.cuda.mem_get_info(device)[0] / 3
-        self.store = device if on_device else torch.device("cpu")
+        self.store = storage_device(sum(lr.nbytes + hr.nbytes for lr, hr in decoded), device)
         # CHW views of the HWC arrays; a memory-mapped array stays on disk until a patch is cut
         self.images = [tuple(torch.as_tensor(img).to(self.store).permute(2, 0, 1) for img in pair)
                        for pair in decoded]

@@ -1,4 +1,4 @@
-"""Paired LR/HR folders: checking the pairs, the seed's train/val split, and training datasets.
+"""Paired LR/HR folders: listing and checking the pairs, and the seed's train/val split.
 
 A pair is one file name present in both lr/ and hr/, whose HR is exactly `scale` times the LR in
 both sides. Pairs that fail are reported with the reason, never silently dropped. A folder with
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from sr_core.files import write_json
 from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, list_images, read_rgb
+from sr_core.parallel import num_workers
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,22 @@ class Pair:
 
 
 def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(lr_img, hr_img) as HWC uint8 RGB; an HR-only pair's HR is cropped to a multiple of `scale`."""
+    """(lr_img, hr_img) as HWC uint8 RGB; an HR-only pair's HR is cropped to a multiple of `scale`.
+
+    Both files are decoded fully (a truncated file fails here); raises ImageError naming the file
+    when one does not decode or the HR is not exactly `scale` times the LR.
+    """
     if pair.lr_path is None:
         hr_img = crop_to_multiple(read_rgb(pair.hr_path), scale)
+        if not hr_img.size:
+            raise ImageError(f"{pair.hr_path}: smaller than the scale {scale}")
         return bicubic_downscale(hr_img, scale), hr_img
-    return read_rgb(pair.lr_path), read_rgb(pair.hr_path)
+    lr_img, hr_img = read_rgb(pair.lr_path), read_rgb(pair.hr_path)
+    (lr_h, lr_w), (hr_h, hr_w) = lr_img.shape[:2], hr_img.shape[:2]
+    if (hr_h, hr_w) != (scale * lr_h, scale * lr_w):
+        raise ImageError(f"{pair.hr_path}: HR is {hr_w}x{hr_h}, expected {scale}x the LR {lr_w}x{lr_h} = "
+                         f"{scale * lr_w}x{scale * lr_h}")
+    return lr_img, hr_img
 
 
 @dataclass(frozen=True)
@@ -40,46 +52,42 @@ class Reject:
     reason: str
 
 
-def _check_pair(pair: Pair, scale: int) -> str | None:
-    """The reason `pair` cannot be used, or None. Decodes both files fully to catch truncation."""
-    try:
-        lr_img, hr_img = load_pair(pair, scale)
-    except ImageError as error:
-        return str(error)
-    (lr_h, lr_w), (hr_h, hr_w) = lr_img.shape[:2], hr_img.shape[:2]
-    if lr_h == 0 or lr_w == 0:
-        return f"HR is {hr_w}x{hr_h}, smaller than the scale {scale}"
-    if (hr_h, hr_w) != (scale * lr_h, scale * lr_w):
-        return f"HR is {hr_w}x{hr_h}, expected {scale}x the LR {lr_w}x{lr_h} = {scale * lr_w}x{scale * lr_h}"
-    return None
-
-
-def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int) -> tuple[list[Pair], list[Reject]]:
-    """Valid pairs sorted by name, and a Reject for every file that cannot be used.
-
-    With `lr_dir` None every HR file is a pair whose LR is made from it (see load_pair).
-    """
+def list_pairs(lr_dir: str | Path | None, hr_dir: str | Path) -> tuple[list[Pair], list[Reject]]:
+    """The pairs by file name, sorted, without decoding, and a Reject for every file without its
+    partner. With `lr_dir` None every HR file is a pair whose LR is made from it (see load_pair)."""
     hr_files = {p.name: p for p in list_images(hr_dir)}
     if lr_dir is None:
-        rejects, candidates = [], [Pair(n, None, hr_files[n]) for n in sorted(hr_files)]
-    else:
-        lr_files = {p.name: p for p in list_images(lr_dir)}
-        rejects = [Reject(n, f"no HR file in {hr_dir}") for n in sorted(lr_files.keys() - hr_files.keys())]
-        rejects += [Reject(n, f"no LR file in {lr_dir}") for n in sorted(hr_files.keys() - lr_files.keys())]
-        candidates = [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())]
-    # Pillow releases the GIL while decoding, so threads decode in parallel.
-    with ThreadPoolExecutor() as pool:
-        reasons = list(tqdm(pool.map(lambda p: _check_pair(p, scale), candidates),
-                            total=len(candidates), desc="checking pairs", unit="pair"))
-    pairs = [p for p, reason in zip(candidates, reasons) if reason is None]
-    rejects += [Reject(p.name, reason) for p, reason in zip(candidates, reasons) if reason is not None]
-    return pairs, sorted(rejects, key=lambda r: r.name)
+        return [Pair(n, None, hr_files[n]) for n in sorted(hr_files)], []
+    lr_files = {p.name: p for p in list_images(lr_dir)}
+    rejects = [Reject(n, f"no HR file in {hr_dir}") for n in sorted(lr_files.keys() - hr_files.keys())]
+    rejects += [Reject(n, f"no LR file in {lr_dir}") for n in sorted(hr_files.keys() - lr_files.keys())]
+    return [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())], rejects
 
 
-def check_folder(folder: str | Path, scale: int) -> tuple[list[Pair], list[Reject]]:
-    """The pairs of a folder holding hr/ and, optionally, lr/ (the benchmark layout)."""
+def list_folder(folder: str | Path) -> tuple[list[Pair], list[Reject]]:
+    """`list_pairs` of a folder holding hr/ and, optionally, lr/ (the benchmark layout)."""
     folder = Path(folder)
-    return check_pairs(folder / "lr" if (folder / "lr").is_dir() else None, folder / "hr", scale)
+    return list_pairs(folder / "lr" if (folder / "lr").is_dir() else None, folder / "hr")
+
+
+def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, workers: int = 0
+                ) -> tuple[list[Pair], list[Reject]]:
+    """Valid pairs sorted by name, and a Reject for every file that cannot be used: each pair is
+    decoded fully, in `workers` threads (0: one per core), and dropped from memory at once."""
+    candidates, rejects = list_pairs(lr_dir, hr_dir)
+
+    def reason(pair: Pair) -> str | None:
+        try:
+            load_pair(pair, scale)
+        except ImageError as error:
+            return str(error)
+        return None
+
+    with ThreadPoolExecutor(num_workers(workers)) as pool:
+        reasons = list(tqdm(pool.map(reason, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
+    pairs = [p for p, r in zip(candidates, reasons) if r is None]
+    rejects += [Reject(p.name, r) for p, r in zip(candidates, reasons) if r is not None]
+    return pairs, sorted(rejects, key=lambda r: r.name)
 
 
 def split_names(names: list[str], val_split: float, seed: int) -> tuple[list[str], list[str]]:

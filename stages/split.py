@@ -11,7 +11,7 @@ from sr_core.files import write_csv, write_json
 def split() -> None:
     params = load_params()
     data, paths = params.data, params.paths
-    pairs, rejects = check_pairs(data.train_lr_dir, data.train_hr_dir, params.model.scale)
+    pairs, rejects = check_pairs(data.train_lr_dir, data.train_hr_dir, params.model.scale, params.inference.workers)
     write_csv(paths.rejects, [asdict(r) for r in rejects], columns=["name", "reason"])
     for reject in rejects:
         logging.warning("rejected %s: %s", reject.name, reject.reason)

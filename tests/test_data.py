@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import save
-from sr_core.data import check_pairs, read_split, split_names, write_split
+from sr_core.data import check_pairs, load_pair, read_split, split_names, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,8 +64,6 @@ def test_rgba_and_greyscale_pairs_are_valid(tmp_path, rng):
     assert [p.name for p in pairs] == ["grey.png", "rgba.png"] and rejects == []
 
 
-
-
 def run_split_stage(tmp_path, lr_dir, hr_dir):
     """`python stages/split.py` in `tmp_path`, with params pointing at the given folders."""
     (tmp_path / "params.yaml").write_text(f"data:\n  train_lr_dir: {lr_dir}\n  train_hr_dir: {hr_dir}\n")
@@ -89,3 +88,24 @@ def test_split_stage_fails_when_no_pair_is_valid(tmp_path, rng):
     result = run_split_stage(tmp_path, tmp_path / "lr", tmp_path / "hr")
     assert result.returncode != 0
     assert "no valid pair" in result.stderr and "1 rejected" in result.stderr
+
+
+def test_decoding_in_threads_keeps_the_order_and_the_pixels(paired_folder):
+    from sr_core.batches import decode_pairs
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    serial = [load_pair(pair, 4) for pair in pairs]
+    for workers, cache in ((1, None), (3, None), (3, paired_folder / "cache")):
+        decoded = decode_pairs(pairs, 4, cache, workers)
+        assert len(decoded) == len(serial)
+        for (lr_img, hr_img), (lr_ref, hr_ref) in zip(decoded, serial):
+            np.testing.assert_array_equal(lr_img, lr_ref)
+            np.testing.assert_array_equal(hr_img, hr_ref)
+
+
+def test_load_pair_names_the_file_whose_size_is_wrong(paired_folder, rng):
+    from sr_core.data import Pair
+    from sr_core.images import ImageError
+    save(paired_folder / "hr" / "000.png", rng.integers(0, 256, (48, 60, 3), dtype=np.uint8))
+    pair = Pair("000.png", paired_folder / "lr" / "000.png", paired_folder / "hr" / "000.png")
+    with pytest.raises(ImageError, match=r"hr/000.png: HR is 60x48, expected 4x the LR 16x12 = 64x48"):
+        load_pair(pair, 4)
