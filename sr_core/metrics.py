@@ -1,15 +1,30 @@
-"""Image quality measures, on HWC uint8 RGB arrays (SR output already rounded to 8 bits).
+"""Image quality measures of 8-bit images (the SR output already rounded to 8 bits).
 
 - `psnr_rgb`: the seed's and the Kaggle leaderboard's measure, over all RGB pixels.
-- `psnr_y` and `ssim_y`: the literature's protocol. Y of ITU-R BT.601 as MATLAB's rgb2ycbcr
+- `psnr_y` and `ssim`: the literature's protocol. Y of ITU-R BT.601 as MATLAB's rgb2ycbcr
   computes it (16 + (65.481 R + 128.553 G + 24.966 B) / 255), `scale` pixels cut from every
-  border, peak 255 in float64; SSIM of Wang et al. (11x11 Gaussian window, sigma 1.5,
-  K1 0.01, K2 0.03, population covariance).
+  border, peak 255; SSIM of Wang et al. (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,
+  population covariance), averaged over the positions where the window fits.
+
+Two implementations of the one protocol:
+- `batch_metrics`: batched torch operations on the device the images are on (the model's), so
+  the pipeline brings only scalars back to the host. This is what training, evaluation and the
+  benchmarks use.
+- `image_metrics`: numpy and scikit-image on the host, one image at a time. It is the reference:
+  tests hold `batch_metrics` to it (1e-4 dB, 1e-5 SSIM) on the standard benchmarks and at 1080p.
 """
 
+import math
+
 import numpy as np
+import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BT.601 Y per unit of R, G, B in 0..255
+SSIM_C1, SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+SSIM_WINDOW = 11  # the Gaussian's support: 2 * int(3.5 * sigma + 0.5) + 1, as scikit-image truncates it
+STRIP_PIXELS = 1 << 17  # on a CPU, metrics run in strips of rows this large, to stay in cache
 
 
 def _check_shapes(sr_img: np.ndarray, hr_img: np.ndarray) -> None:
@@ -59,3 +74,96 @@ def image_metrics(sr_img: np.ndarray, hr_img: np.ndarray, scale: int, ssim: bool
     if ssim:
         metrics["ssim"] = ssim_y(sr_img, hr_img, scale)
     return metrics
+
+
+def gaussian_taps(sigma: float = 1.5, size: int = SSIM_WINDOW) -> list[float]:
+    """The normalised 1-D Gaussian of SSIM's window, as scipy.ndimage.gaussian_filter builds it."""
+    taps = [math.exp(-0.5 * (i - size // 2) ** 2 / sigma**2) for i in range(size)]
+    return [tap / sum(taps) for tap in taps]
+
+
+def gaussian_filter_valid(maps: torch.Tensor) -> torch.Tensor:
+    """The SSIM window over the last two dims of `maps`, at the positions where it fits.
+
+    Written as shifted in-place sums, separably: on a CPU that is 10x faster than conv2d with a
+    one-channel 11-tap kernel (measured at 1080p), and it is just as fast on a GPU.
+    """
+    taps, height, width = gaussian_taps(), *maps.shape[-2:]
+    size = len(taps)
+    rows = maps[..., :height - size + 1, :] * taps[0]
+    for i in range(1, size):
+        rows.add_(maps[..., i:height - size + 1 + i, :], alpha=taps[i])
+    out = rows[..., :width - size + 1] * taps[0]
+    for i in range(1, size):
+        out.add_(rows[..., i:width - size + 1 + i], alpha=taps[i])
+    return out
+
+
+@torch.no_grad()
+def batch_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int, ssim: bool = True,
+                  strip_pixels: int | None = None) -> dict[str, torch.Tensor]:
+    """The measures of `image_metrics` for each image of a batch, as float64 tensors of shape (N,)
+    on the images' device. `sr` and `hr`: NHWC uint8 tensors of one shape, on one device.
+
+    With `strip_pixels` None, a GPU takes the whole batch at once, and a CPU one image at a time in
+    strips of rows of STRIP_PIXELS whose temporaries stay in cache (3x faster at 1080p). Sums run in
+    float32: torch sums in blocks, so the relative error stays near 1e-7; measured against the
+    float64 reference, PSNR agrees within 2e-6 dB and SSIM within 3e-7.
+    """
+    if sr.shape != hr.shape:
+        raise ValueError(f"SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in shape")
+    if strip_pixels is None and not hr.is_cuda:
+        per_image = [batch_metrics(sr[i:i + 1], hr[i:i + 1], scale, ssim, STRIP_PIXELS) for i in range(len(hr))]
+        return {key: torch.cat([m[key] for m in per_image]) for key in per_image[0]}
+    border, (height, width) = scale, hr.shape[1:3]
+    if min(height, width) <= 2 * border:
+        raise ValueError(f"images of {width}x{height} have no pixels left after cutting {border} from each border")
+    to_y = torch.tensor(Y_WEIGHTS, device=hr.device)
+    strip = max(1, strip_pixels // (len(hr) * width)) if strip_pixels else height
+    squares, absolutes, y_squares = (torch.zeros(len(hr), device=hr.device) for _ in range(3))
+    for top in range(0, height, strip):
+        diff = sr[:, top:top + strip].float() - hr[:, top:top + strip].float()  # whole numbers: exact
+        squares += diff.square().sum(dim=(1, 2, 3))
+        absolutes += diff.abs().sum(dim=(1, 2, 3))
+        # PSNR-Y needs only the Y difference, taken from the exact RGB difference
+        inside = slice(max(border - top, 0), max(height - border - top, 0))  # the strip's rows off the border
+        y_diff = diff[:, inside, border:width - border] @ to_y
+        y_squares += y_diff.square().sum(dim=(1, 2))
+    mse = squares / hr[0].numel()  # on 0..255
+    metrics = {
+        "psnr_rgb": 10 * torch.log10(255**2 / mse),
+        "psnr_y": 10 * torch.log10(255**2 * (height - 2 * border) * (width - 2 * border) / y_squares),
+        "mae": absolutes / hr[0].numel() / 255,
+        "mse": mse / 255**2,
+    }
+    if ssim:
+        metrics["ssim"] = _ssim(sr[:, border:height - border, border:width - border],
+                                hr[:, border:height - border, border:width - border], to_y, strip)
+    return {key: value.double() for key, value in metrics.items()}
+
+
+def _ssim(sr: torch.Tensor, hr: torch.Tensor, to_y: torch.Tensor, strip: int) -> torch.Tensor:
+    """Mean SSIM on Y of each image (NHWC uint8, borders already cut), in strips of `strip` rows
+    of the SSIM map (each reads SSIM_WINDOW - 1 more rows of the images).
+
+    Each strip is centred on its mean HR Y before filtering, so that the variances (local mean of
+    squares minus square of the local mean) keep float32's precision.
+    """
+    height, width = hr.shape[1:3]
+    if min(height, width) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} pixels after cutting the border; "
+                         f"{width}x{height} are left")
+    out_rows = height - SSIM_WINDOW + 1
+    total = torch.zeros(len(hr), device=hr.device)
+    for top in range(0, out_rows, strip):
+        rows = slice(top, min(top + strip, out_rows) + SSIM_WINDOW - 1)
+        hr_y, sr_y = hr[:, rows].float() @ to_y, sr[:, rows].float() @ to_y  # Y - 16
+        centre = hr_y.mean(dim=(1, 2), keepdim=True)
+        x, y = hr_y - centre, sr_y - centre
+        mean_x, mean_y, squares, products = gaussian_filter_valid(torch.stack([x, y, x * x + y * y, x * y]))
+        mu_x, mu_y = mean_x + (centre + 16), mean_y + (centre + 16)
+        luminance = (2 * mu_x * mu_y + SSIM_C1) / (mu_x * mu_x + mu_y * mu_y + SSIM_C1)
+        structure = ((2 * (products - mean_x * mean_y) + SSIM_C2)
+                     / (squares - mean_x * mean_x - mean_y * mean_y + SSIM_C2))
+        total += (luminance * structure).sum(dim=(1, 2))
+    return total / (out_rows * (width - SSIM_WINDOW + 1))

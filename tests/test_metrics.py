@@ -1,10 +1,19 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from skimage.metrics import structural_similarity
 
-from sr_core.metrics import crop_border, image_metrics, psnr_rgb, psnr_y, rgb_to_y, ssim_y
+from sr_core.data import list_folder, load_pair
+from sr_core.images import bicubic_upscale
+from sr_core.metrics import batch_metrics, crop_border, image_metrics, psnr_rgb, psnr_y, rgb_to_y, ssim_y
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "x4"
+needs_benchmarks = pytest.mark.skipif(not BENCHMARKS.is_dir(),
+                                      reason=f"{BENCHMARKS} is absent (it exists only in the project's workplace)")
 
 
 def test_y_is_matlab_bt601():
@@ -14,8 +23,10 @@ def test_y_is_matlab_bt601():
 
 
 def test_psnr_rgb_of_a_one_level_error():
-    hr_img = np.zeros((8, 8, 3), np.uint8)
+    hr_img = np.zeros((16, 16, 3), np.uint8)
     assert psnr_rgb(hr_img + 1, hr_img) == pytest.approx(20 * math.log10(255))  # MSE 1
+    measured = batch_metrics(torch.from_numpy(hr_img + 1)[None], torch.from_numpy(hr_img)[None], 4, ssim=False)
+    assert measured["psnr_rgb"].item() == pytest.approx(20 * math.log10(255))
 
 
 def test_psnr_y_ignores_the_border():
@@ -27,12 +38,19 @@ def test_psnr_y_ignores_the_border():
     expected = 10 * math.log10(255**2 / (y_error**2 / 64))  # 8x8 pixels left after the crop
     assert psnr_y(sr_img, hr_img, border=4) == pytest.approx(expected)
     assert crop_border(hr_img, 4).shape == (8, 8, 3)
+    for strip_pixels in (None, 16, 10**6):  # strips of one row, and the whole image at once
+        measured = batch_metrics(torch.from_numpy(sr_img)[None], torch.from_numpy(hr_img)[None], 4, False,
+                                 strip_pixels)
+        assert measured["psnr_y"].item() == pytest.approx(expected)
 
 
 def test_identical_images():
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert psnr_rgb(img, img) == math.inf
     assert ssim_y(img, img, 4) == pytest.approx(1.0)
+    measured = batch_metrics(torch.from_numpy(img)[None], torch.from_numpy(img)[None], 4)
+    assert measured["psnr_rgb"].item() == measured["psnr_y"].item() == math.inf
+    assert measured["ssim"].item() == pytest.approx(1.0) and measured["mae"].item() == 0
 
 
 def test_ssim_is_wang_et_al_on_y():
@@ -44,6 +62,8 @@ def test_ssim_is_wang_et_al_on_y():
                                      use_sample_covariance=False)
     assert ssim_y(sr_img, hr_img, 4) == pytest.approx(expected)
     assert 0 < expected < 1
+    measured = batch_metrics(torch.from_numpy(sr_img)[None], torch.from_numpy(hr_img)[None], 4)
+    assert measured["ssim"].item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_image_metrics_keys_and_shape_check():
@@ -52,17 +72,60 @@ def test_image_metrics_keys_and_shape_check():
     assert image_metrics(img + 51, img, 4, ssim=False)["mae"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="differ in shape"):
         psnr_rgb(img, img[:-1])
+    tensor = torch.from_numpy(img)[None]
+    assert list(batch_metrics(tensor, tensor + 2, 4)) == ["psnr_rgb", "psnr_y", "mae", "mse", "ssim"]
+    with pytest.raises(ValueError, match="differ in shape"):
+        batch_metrics(tensor, tensor[:, :-1], 4)
+    with pytest.raises(ValueError, match="SSIM needs 11x11 pixels after cutting the border; 16x10 are left"):
+        batch_metrics(tensor[:, :18], tensor[:, :18], 4)
 
 
-def test_measures_are_taken_after_rounding_to_8_bits():
-    import torch
+def assert_matches_reference(pairs_of_images: list[tuple[np.ndarray, np.ndarray]], **kwargs) -> None:
+    """batch_metrics on each (sr_img, hr_img) equals the numpy reference: 1e-4 dB and 1e-5 SSIM."""
+    for sr_img, hr_img in pairs_of_images:
+        reference = image_metrics(sr_img, hr_img, 4)
+        measured = batch_metrics(torch.from_numpy(sr_img)[None], torch.from_numpy(hr_img)[None], 4, **kwargs)
+        for key in ("psnr_rgb", "psnr_y"):
+            assert measured[key].item() == pytest.approx(reference[key], abs=1e-4), key
+        assert measured["ssim"].item() == pytest.approx(reference["ssim"], abs=1e-5)
+        for key in ("mae", "mse"):
+            assert measured[key].item() == pytest.approx(reference[key], rel=1e-5), key
 
-    from sr_core.images import tensor_to_image
-    hr_img = np.full((16, 16, 3), 100, np.uint8)
-    sr = torch.full((3, 16, 16), 100.4 / 255)  # rounds to the HR exactly
-    assert psnr_y(tensor_to_image(sr), hr_img, 4) == math.inf
-    sr_img = tensor_to_image(torch.full((3, 16, 16), 100.6 / 255))  # rounds to 101
-    assert psnr_rgb(sr_img, hr_img) == pytest.approx(20 * math.log10(255))
+
+@needs_benchmarks
+@pytest.mark.parametrize("name", ["Set5", "Set14", "BSD100"])
+def test_batch_metrics_equal_the_reference_on_the_benchmarks(name):
+    pairs, _ = list_folder(BENCHMARKS / name)
+    images = [(bicubic_upscale(lr_img, 4), hr_img) for lr_img, hr_img in (load_pair(pair, 4) for pair in pairs)]
+    assert_matches_reference(images)
+
+
+@pytest.fixture(scope="module")
+def images_1080p() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two 1920x1080 HR photographs (scikit-image's), and SR images: bicubic from a 4x smaller LR."""
+    import skimage.data
+    images = []
+    for photo in (skimage.data.astronaut(), skimage.data.coffee()):
+        hr_img = np.array(Image.fromarray(photo).resize((1920, 1080), Image.Resampling.LANCZOS))
+        lr_img = np.array(Image.fromarray(hr_img).resize((480, 270), Image.Resampling.BICUBIC))
+        images.append((bicubic_upscale(lr_img, 4), hr_img))
+    return images
+
+
+def test_batch_metrics_equal_the_reference_at_1080p(images_1080p):
+    assert_matches_reference(images_1080p)  # as on a CPU: strips of rows
+    assert_matches_reference(images_1080p, strip_pixels=10**8)  # as on a GPU: whole images
+
+
+def test_a_batch_measures_each_image_as_alone(images_1080p):
+    sr = torch.from_numpy(np.stack([sr_img for sr_img, _ in images_1080p]))
+    hr = torch.from_numpy(np.stack([hr_img for _, hr_img in images_1080p]))
+    for strip_pixels in (None, 10**8):  # per image on a CPU, the whole batch at once on a GPU
+        batch = batch_metrics(sr, hr, 4, strip_pixels=strip_pixels)
+        for i in range(len(sr)):
+            alone = batch_metrics(sr[i:i + 1], hr[i:i + 1], 4)
+            for key, values in batch.items():
+                assert values[i].item() == pytest.approx(alone[key].item(), rel=1e-6, abs=1e-9), key
 
 
 def test_greyscale_and_rgba_inputs_are_measured_as_rgb(tmp_path):
