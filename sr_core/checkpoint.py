@@ -31,11 +31,12 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def load_model(path: str | Path, device: torch.device) -> SRResNet:
-    """The checkpoint's model on `device`, in eval mode."""
+    """The checkpoint's model on `device`, in eval mode (channels_last on CUDA, as in training)."""
     checkpoint = load_checkpoint(path)
     model = SRResNet(build(ModelConfig, checkpoint["model_config"], f"{path} model_config"))
     model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
 
 def save_train_state(path: str | Path, state: dict) -> None:

@@ -57,6 +57,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
     compile: bool = False  # torch.compile the training step
     decode_cache: str = "auto"  # decoded training images: memory | disk | auto (memory if they fit)
+    val_every: int = 1  # validate every N epochs (and always after the last)
     seed: int = 0
     device: str = "auto"
 
@@ -66,8 +67,9 @@ class TrainConfig:
         _check_choice("train.decode_cache", self.decode_cache, ("auto", "memory", "disk"))
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.patch_size < 0 or self.patches_per_image < 1 or self.batch_size < 1:
-            raise ValueError(f"train: patch_size >= 0, patches_per_image >= 1, batch_size >= 1; got {self}")
+        if self.patch_size < 0 or self.patches_per_image < 1 or self.batch_size < 1 or self.val_every < 1:
+            raise ValueError(f"train: patch_size >= 0, patches_per_image >= 1, batch_size >= 1, val_every >= 1; "
+                             f"got {self}")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,18 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    tile: int = 512  # LR side above which an image runs in overlapping tiles (0: always whole)
+    """How the model runs on images (validation, evaluate, predict, upscale); none of it changes
+    what is trained."""
+
+    tile: int = 512  # LR side above which an image runs in overlapping tiles, and batches of same-size
+    # images hold at most tile x tile LR pixels (0: whole images, one at a time)
+    bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
+    workers: int = 0  # threads that decode and encode images around the network (0: one per core)
+    png_compress_level: int = 6  # zlib level of the predicted PNGs: 0 (fast, large) .. 9 (slow, small)
+
+    def __post_init__(self) -> None:
+        if self.tile < 0 or self.workers < 0 or not 0 <= self.png_compress_level <= 9:
+            raise ValueError(f"inference: tile >= 0, workers >= 0, png_compress_level in 0..9; got {self}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sr_core.files import atomic_write
@@ -54,15 +53,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageError(f"{path}: cannot read image header ({error})") from error
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
+def encode_png(rgb: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of an HWC uint8 image; zlib's `compress_level` 0..9 trades time for size (6 is
+    zlib's and Pillow's default; README, "Predict and submit at speed", has the measured trade-off)."""
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 
-def write_png(path: str | Path, rgb: np.ndarray) -> None:
+def write_png(path: str | Path, rgb: np.ndarray, compress_level: int = 6) -> None:
     with atomic_write(path) as f:
-        f.write(encode_png(rgb))
+        f.write(encode_png(rgb, compress_level))
 
 
 def resize_bicubic(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -88,13 +89,3 @@ def bicubic_upscale(lr_img: np.ndarray, scale: int) -> np.ndarray:
 def crop_to_multiple(img: np.ndarray, scale: int) -> np.ndarray:
     """The top-left part of `img` whose sides are multiples of `scale` (MATLAB's modcrop)."""
     return img[:img.shape[0] - img.shape[0] % scale, :img.shape[1] - img.shape[1] % scale]
-
-
-def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HWC uint8 0..255 -> CHW float32 0..1."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)
-
-
-def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
-    """CHW float 0..1 (any device) -> HWC uint8 0..255, clamped and rounded to 8 bits."""
-    return tensor.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()

@@ -1,16 +1,29 @@
-"""Running a trained model on images."""
+"""Running a trained model on images: batched, tiled, with memory bounded by the output.
+
+Images are NHWC uint8 tensors (numpy's HWC with a batch dimension) on both sides of the network:
+the conversion to and from float happens per tile on the model's device, so the host holds only
+the 8-bit input and output. Files are decoded and PNG-encoded in threads, overlapped with the
+network.
+"""
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from sr_core.images import image_to_tensor, list_images, read_rgb, tensor_to_image, write_png
+from sr_core.config import InferenceConfig
+from sr_core.images import list_images, read_rgb, write_png
 from sr_core.model import SRResNet
+from sr_core.parallel import num_workers, ordered_map
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -23,28 +36,80 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from error
 
 
-@torch.no_grad()
-def upscale(model: SRResNet, lr_img: np.ndarray, tile: int = 0) -> np.ndarray:
-    """HWC uint8 LR -> HWC uint8 SR, `scale` times larger, on the model's device.
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on CUDA when `bf16` is set; on a CPU the model always runs in fp32."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16)
 
-    With `tile` > 0, images larger than `tile` LR pixels on a side run in tiles that overlap by the
-    model's receptive radius, so memory stays bounded and the result equals the whole-image one.
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def upscale_into(model: SRResNet, lr: torch.Tensor, out: torch.Tensor, tile: int = 0, bf16: bool = True) -> None:
+    """Writes the model's output for `lr` into `out`, rounded to 8 bits.
+
+    `lr`: NHWC uint8 on any device; `out`: NHWC uint8, `scale` times larger, on any device. With
+    `tile` > 0, images larger than `tile` LR pixels on a side run in tiles that overlap by the
+    model's receptive radius, so the result equals the whole-image one (up to float rounding) and
+    beyond `out` only one tile is in flight, whatever the image's size.
     """
-    device = next(model.parameters()).device
-    lr = image_to_tensor(lr_img)[None].to(device)
-    height, width = lr.shape[-2:]
-    if not tile or (height <= tile and width <= tile):
-        return tensor_to_image(model(lr)[0])
-    s, margin = model.config.scale, model.receptive_radius()
-    sr = torch.empty(3, s * height, s * width)  # assembled on the host, not in device memory
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            y_end, x_end = min(y + tile, height), min(x + tile, width)
+    device, scale = model_device(model), model.config.scale
+    height, width = lr.shape[1:3]
+    step_y, step_x = (tile, tile) if tile else (height, width)
+    margin = model.receptive_radius() if tile else 0
+    for y in range(0, height, step_y):
+        for x in range(0, width, step_x):
+            y_end, x_end = min(y + step_y, height), min(x + step_x, width)
             top, left = max(y - margin, 0), max(x - margin, 0)
-            out = model(lr[..., top:min(y_end + margin, height), left:min(x_end + margin, width)])[0]
-            sr[:, s * y:s * y_end, s * x:s * x_end] = \
-                out[:, s * (y - top):s * (y_end - top), s * (x - left):s * (x_end - left)].cpu()
-    return tensor_to_image(sr)
+            piece = lr[:, top:min(y_end + margin, height), left:min(x_end + margin, width)]
+            # NHWC viewed as NCHW is the channels_last layout, which the model uses on CUDA
+            piece = piece.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+            with autocast(device, bf16):
+                sr = model(piece)
+            sr = sr.float().clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
+            out[:, scale * y:scale * y_end, scale * x:scale * x_end] = \
+                sr[:, scale * (y - top):scale * (y_end - top), scale * (x - left):scale * (x_end - left)]
+
+
+def upscale(model: SRResNet, lr_img: np.ndarray, tile: int = 0, bf16: bool = True) -> np.ndarray:
+    """HWC uint8 LR -> HWC uint8 SR, `scale` times larger (see `upscale_into`)."""
+    scale = model.config.scale
+    sr_img = np.empty((scale * lr_img.shape[0], scale * lr_img.shape[1], 3), np.uint8)
+    upscale_into(model, torch.from_numpy(lr_img)[None], torch.from_numpy(sr_img)[None], tile, bf16)
+    return sr_img
+
+
+def same_size_batches(items: Iterable[T], size: Callable[[T], tuple[int, int]], tile: int) -> Iterator[list[T]]:
+    """Runs of consecutive items whose LR images share one (height, width), each run holding at
+    most tile x tile LR pixels (the most one pass of the network takes; at least one item)."""
+    batch, batch_size = [], None
+    for item in items:
+        item_size = size(item)
+        if batch and (item_size != batch_size or (len(batch) + 1) * item_size[0] * item_size[1] > tile * tile):
+            yield batch
+            batch = []
+        batch.append(item)
+        batch_size = item_size
+    if batch:
+        yield batch
+
+
+def stack(images: list[np.ndarray] | tuple[np.ndarray, ...]) -> torch.Tensor:
+    """HWC arrays of one shape as one NHWC tensor (without a copy for a single image)."""
+    return torch.from_numpy(images[0])[None] if len(images) == 1 else torch.from_numpy(np.stack(images))
+
+
+def upscale_stream(model: SRResNet, lr_imgs: Iterable[np.ndarray], tile: int = 0, bf16: bool = True
+                   ) -> Iterator[np.ndarray]:
+    """The SR image of each HWC uint8 LR image, in order; same-size images go through the network
+    together (see `same_size_batches`)."""
+    scale = model.config.scale
+    for batch in same_size_batches(lr_imgs, lambda img: img.shape[:2], tile):
+        height, width = batch[0].shape[:2]
+        sr = torch.empty((len(batch), scale * height, scale * width, 3), dtype=torch.uint8)
+        upscale_into(model, stack(batch), sr, tile, bf16)
+        yield from sr.numpy()
 
 
 def prediction_path(out_dir: str | Path, lr_path: Path) -> Path:
@@ -52,22 +117,42 @@ def prediction_path(out_dir: str | Path, lr_path: Path) -> Path:
     return Path(out_dir) / f"{lr_path.stem}.png"
 
 
-def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path, tile: int = 0) -> list[Path]:
-    """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir`.
+def upscale_files(model: SRResNet, lr_paths: list[Path], out_dir: str | Path,
+                  config: InferenceConfig = InferenceConfig()) -> list[Path]:
+    """Upscales each image file to a PNG of the same name in `out_dir` (see `prediction_path`).
+
+    Decoding and PNG encoding run in `config.workers` threads, a few images ahead of and behind the
+    network, so the host's work overlaps the device's and memory stays bounded. The files are
+    byte-identical whatever the number of workers. A file that does not decode stops the run with
+    its name. Returns the written paths.
+    """
+    out_paths = [prediction_path(out_dir, path) for path in lr_paths]
+    sources = {}
+    for lr_path, out_path in zip(lr_paths, out_paths):
+        sources.setdefault(out_path, []).append(str(lr_path))
+    clashes = [f"{', '.join(paths)} would all be written to {out}" for out, paths in sources.items() if len(paths) > 1]
+    if clashes:
+        raise ValueError("; ".join(clashes))
+    workers = num_workers(config.workers)
+    with ThreadPoolExecutor(workers) as pool:
+        lr_imgs = ordered_map(pool, read_rgb, lr_paths, ahead=workers)
+        sr_imgs = upscale_stream(model, lr_imgs, config.tile, config.bf16)
+        written = ordered_map(pool, lambda item: write_png(*item, compress_level=config.png_compress_level),
+                              zip(out_paths, sr_imgs), ahead=workers)
+        for _ in tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"):
+            pass
+    return out_paths
+
+
+def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path,
+                   config: InferenceConfig = InferenceConfig()) -> list[Path]:
+    """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`).
 
     A file that does not decode stops the run with its name: a submission needs every test image.
     """
     lr_paths = list_images(lr_dir)
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no images to predict")
-    stems = [p.stem for p in lr_paths]
-    clashes = sorted(p.name for p in lr_paths if stems.count(p.stem) > 1)
-    if clashes:
-        raise ValueError(f"{lr_dir}: {', '.join(clashes)} would all be predicted to the same PNG name")
-    written = []
-    for lr_path in tqdm(lr_paths, desc="predicting", unit="img"):
-        out_path = prediction_path(out_dir, lr_path)
-        write_png(out_path, upscale(model, read_rgb(lr_path), tile))
-        written.append(out_path)
+    written = upscale_files(model, lr_paths, out_dir, config)
     log.info("wrote %d predictions to %s", len(written), out_dir)
     return written

@@ -10,7 +10,7 @@ from sr_core.inference import pick_device, predict_folder
 def predict() -> None:
     params = load_params()
     model = load_model(params.paths.model, pick_device(params.train.device))
-    predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference.tile)
+    predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference)
 
 
 if __name__ == "__main__":

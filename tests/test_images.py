@@ -1,9 +1,11 @@
+import io
+
 import numpy as np
 import pytest
-import torch
+from PIL import Image
 
 from conftest import save
-from sr_core.images import ImageError, image_to_tensor, read_rgb, tensor_to_image
+from sr_core.images import ImageError, encode_png, read_rgb
 
 
 def test_rgba_drops_the_alpha(tmp_path, rng):
@@ -44,9 +46,15 @@ def test_corrupt_file_names_the_file(tmp_path, rng):
         read_rgb(truncated)
 
 
-def test_tensor_round_trip(rng):
-    img = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    tensor = image_to_tensor(img)
-    assert tensor.shape == (3, 4, 6) and tensor.dtype == torch.float32 and tensor.max() <= 1
-    np.testing.assert_array_equal(tensor_to_image(tensor), img)
-    np.testing.assert_array_equal(tensor_to_image(torch.full((3, 1, 1), 2.0))[0, 0], [255, 255, 255])
+def test_png_compress_level_trades_size_not_pixels(rng):
+    smooth = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 48, axis=0).repeat(3, axis=2)
+    img = np.clip(smooth + rng.integers(0, 3, smooth.shape), 0, 255).astype(np.uint8)
+    sizes = {}
+    for level in (0, 1, 6, 9):
+        png = encode_png(img, level)
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), img)
+        sizes[level] = len(png)
+    assert sizes[0] > sizes[1] >= sizes[6] >= sizes[9]
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, format="PNG")
+    assert encode_png(img) == buffer.getvalue()  # the default level is Pillow's own default

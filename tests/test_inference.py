@@ -1,10 +1,16 @@
+import io
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import save
+from sr_core.config import InferenceConfig
 from sr_core.images import read_rgb
-from sr_core.inference import pick_device, predict_folder, upscale
+from sr_core.inference import pick_device, predict_folder, same_size_batches, upscale, upscale_stream
 from sr_core.model import ModelConfig, SRResNet
 
 
@@ -26,6 +32,61 @@ def test_predict_folder_writes_every_image_as_png(tmp_path, model, rng):
     assert [p.name for p in written] == ["a.png", "b.png"]
     assert read_rgb(tmp_path / "pred" / "a.png").shape == (16, 24, 3)
     assert read_rgb(tmp_path / "pred" / "b.png").shape == (20, 12, 3)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "pred" / "b.png"),
+                                  upscale(model, read_rgb(tmp_path / "test" / "b.jpg")))
+
+
+def test_predictions_are_byte_identical_whatever_the_workers(tmp_path, model, rng):
+    for i, size in enumerate([(9, 7), (9, 7), (9, 7), (5, 11), (9, 7), (30, 20)]):  # runs of sizes; one tiled
+        save(tmp_path / "test" / f"{i}.png", rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    outputs = {}
+    for workers, tile in ((1, 16), (2, 16), (3, 16), (2, 0)):  # tile 0: whole images, one by one
+        out_dir = tmp_path / f"pred_{workers}_{tile}"
+        predict_folder(model, tmp_path / "test", out_dir, InferenceConfig(tile=tile, workers=workers))
+        outputs[workers, tile] = {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())}
+    assert len(outputs[1, 16]) == 6
+    assert outputs[1, 16] == outputs[2, 16] == outputs[3, 16]
+    # against whole images one by one, only float summation order differs
+    for name, png in outputs[2, 0].items():
+        tiled = np.asarray(Image.open(io.BytesIO(outputs[1, 16][name])), dtype=int)
+        assert np.abs(tiled - np.asarray(Image.open(io.BytesIO(png)))).max() <= 1
+
+
+def test_compress_level_changes_size_not_pixels(tmp_path, model, rng):
+    save(tmp_path / "test" / "a.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    for level in (0, 9):
+        predict_folder(model, tmp_path / "test", tmp_path / f"pred_{level}", InferenceConfig(png_compress_level=level))
+    fast, small = tmp_path / "pred_0" / "a.png", tmp_path / "pred_9" / "a.png"
+    assert fast.stat().st_size > small.stat().st_size
+    np.testing.assert_array_equal(read_rgb(fast), read_rgb(small))
+
+
+def test_same_size_images_are_batched_up_to_the_tile_area():
+    sizes = [(4, 4), (4, 4), (4, 4), (2, 8), (4, 4)]
+    assert [len(b) for b in same_size_batches(sizes, lambda size: size, tile=8)] == [3, 1, 1]
+    assert [len(b) for b in same_size_batches(sizes, lambda size: size, tile=6)] == [2, 1, 1, 1]
+    assert [len(b) for b in same_size_batches(sizes, lambda size: size, tile=0)] == [1, 1, 1, 1, 1]
+    assert list(same_size_batches([(20, 20)], lambda size: size, tile=8)) == [[(20, 20)]]  # tiled alone
+
+
+def test_a_batch_gives_what_each_image_gives_alone(model, rng):
+    lr_imgs = [rng.integers(0, 256, (6, 10, 3), dtype=np.uint8) for _ in range(3)]
+    together = list(upscale_stream(model, lr_imgs, tile=64))
+    for lr_img, sr_img in zip(lr_imgs, together):
+        assert np.abs(sr_img.astype(int) - upscale(model, lr_img)).max() <= 1  # summation order only
+
+
+def test_output_is_rounded_to_8_bits(rng):
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
+    with torch.no_grad():
+        model.tail.weight.zero_()
+        lr_img = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        model.tail.bias.fill_(100.4 / 255)
+        assert (upscale(model, lr_img) == 100).all()
+        model.tail.bias.fill_(100.6 / 255)
+        assert (upscale(model, lr_img) == 101).all()
+        model.tail.bias.fill_(1.7)
+        assert (upscale(model, lr_img) == 255).all()  # clamped, not wrapped
 
 
 def test_a_test_image_that_does_not_decode_stops_prediction(tmp_path, model):
@@ -45,7 +106,7 @@ def test_device_choice():
 def test_test_files_that_would_share_a_png_name_are_an_error(tmp_path, model, rng):
     save(tmp_path / "test" / "a.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     save(tmp_path / "test" / "a.jpg", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
-    with pytest.raises(ValueError, match="a.jpg, a.png would all be predicted to the same PNG name"):
+    with pytest.raises(ValueError, match=r"test/a.jpg, \S*test/a.png would all be written to \S*pred/a.png"):
         predict_folder(model, tmp_path / "test", tmp_path / "pred")
 
 
@@ -63,3 +124,14 @@ def test_tiled_upscale_equals_the_whole_image(rng, bicubic_residual):
     assert tiled.shape == whole.shape == (148, 116, 3)
     assert np.abs(tiled.astype(int) - whole).max() <= 1  # float summation order may flip a rounding
     assert (tiled != whole).mean() < 0.001
+
+
+def test_upscale_memory_grows_by_at_most_4_bytes_per_output_pixel():
+    """Peak RSS of upscaling two LR sizes in fresh processes (benchmarks/real_scale.py): the slope is
+    the memory per output pixel beyond the fixed working set. The uint8 output is 3 bytes of it,
+    the uint8 input 3/16; the previous path, which assembled float images, took ~38."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from real_scale import memory_slope
+    slope, before = memory_slope("now"), memory_slope("before")
+    assert slope <= 4, f"{slope:.2f} bytes per output pixel"
+    assert before > 30, f"the probe should see the previous path's {before:.2f} bytes per output pixel"
