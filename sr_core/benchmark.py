@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sr_core.checkpoint import load_model
 from sr_core.config import EvaluateConfig, InferenceConfig
-from sr_core.data import Pair, check_folder
+from sr_core.data import Pair, list_folder
 from sr_core.evaluation import score_pairs, side_by_side, summarize
 from sr_core.files import write_csv, write_json
 from sr_core.images import write_png
@@ -22,16 +22,17 @@ from sr_core.model import SRResNet
 log = logging.getLogger(__name__)
 
 
-def load_sets(folders: list[str | Path], scale: int) -> dict[str, list[Pair]]:
-    """Each folder's pairs (hr/ with or without lr/) under the folder's name.
+def load_sets(folders: list[str | Path]) -> dict[str, list[Pair]]:
+    """Each folder's pairs (hr/ with or without lr/) under the folder's name, listed, not decoded.
 
-    A benchmark must be complete, so any file that cannot be used is an error that lists them all.
+    A benchmark must be complete: a file without its partner is an error that lists them all, and
+    so is a file that cannot be used when it is scored (see `evaluation.score_pairs`).
     """
     sets = {}
     for folder in map(Path, folders):
         if folder.name in sets:
             raise ValueError(f"{folder}: another benchmark folder is also named {folder.name!r}")
-        pairs, rejects = check_folder(folder, scale)
+        pairs, rejects = list_folder(folder)
         if rejects or not pairs:
             problems = "; ".join(f"{r.name}: {r.reason}" for r in rejects) or "no images in hr/"
             raise ValueError(f"{folder}: {problems}")
@@ -39,12 +40,13 @@ def load_sets(folders: list[str | Path], scale: int) -> dict[str, list[Pair]]:
     return sets
 
 
-def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, tile: int, num_samples: int,
-              crop: int, rows_path: str | Path, metrics_path: str | Path, figure_path: str | Path) -> dict:
+def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, inference: InferenceConfig,
+              num_samples: int, crop: int, rows_path: str | Path, metrics_path: str | Path,
+              figure_path: str | Path) -> dict:
     """Scores every set, writes the three files, and returns the per-set summary."""
     rows, summary = [], {}
     for name, pairs in sets.items():
-        set_rows = score_pairs(pairs, scale, model, bicubic=True, ssim=True, tile=tile)
+        set_rows = score_pairs(pairs, scale, model, bicubic=True, ssim=True, config=inference)
         rows += [{"set": name, **row} for row in set_rows]
         summary[name] = summarize(set_rows)
         log.info("%s (%d images): PSNR-Y %.3f dB, SSIM %.4f | bicubic %.3f dB, %.4f", name, len(pairs),
@@ -53,7 +55,7 @@ def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, tile: in
     write_csv(rows_path, rows)
     write_json(metrics_path, summary)
     samples = [pair for pairs in sets.values() for pair in pairs[:num_samples]]
-    write_png(figure_path, side_by_side(model, samples, scale, crop))
+    write_png(figure_path, side_by_side(model, samples, scale, crop, inference.bf16))
     return summary
 
 
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmark"), help="where the results go")
     parser.add_argument("--tile", type=int, default=InferenceConfig.tile,
-                        help="LR tile side for large images (0: whole)")
+                        help="LR tile side for large images, and LR pixels per batch squared (0: whole, one by one)")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--workers", type=int, default=0, help="decoding threads (0: one per core)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--num-samples", type=int, default=1, help="images per set in the figure")
     parser.add_argument("--crop", type=int, default=EvaluateConfig.sample_crop,
@@ -71,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = load_model(args.checkpoint, pick_device(args.device))
-    scale = model.config.scale
-    benchmark(model, load_sets(args.folders, scale), scale, args.tile, args.num_samples, args.crop,
+    inference = InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers)
+    benchmark(model, load_sets(args.folders), model.config.scale, inference, args.num_samples, args.crop,
               args.out_dir / "images.csv", args.out_dir / "metrics.json", args.out_dir / "samples.png")
 
 

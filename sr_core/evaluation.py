@@ -1,40 +1,80 @@
-"""Scoring the model and the bicubic baseline on pairs, and the side-by-side figure."""
+"""Scoring the model and the bicubic baseline on pairs, and the side-by-side figure.
 
-from collections.abc import Iterable
+Measures are taken on the model's device (`metrics.batch_metrics`), on same-size batches; only
+scalars come back to the host.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from sr_core.config import InferenceConfig
 from sr_core.data import Pair, load_pair
-from sr_core.images import bicubic_upscale
-from sr_core.inference import upscale
-from sr_core.metrics import image_metrics
+from sr_core.images import ImageError, bicubic_upscale
+from sr_core.inference import model_device, same_size_batches, stack, upscale, upscale_into
+from sr_core.metrics import batch_metrics
 from sr_core.model import SRResNet
+from sr_core.parallel import num_workers, ordered_map
 
 MEASURES = ("psnr_y", "ssim", "psnr_rgb")
 
 
-def score_images(images: Iterable[tuple[str, np.ndarray, np.ndarray]], scale: int, model: SRResNet | None = None,
-                 bicubic: bool = False, ssim: bool = True, tile: int = 0) -> list[dict]:
-    """One row per (name, lr_img, hr_img): name, HR size, the model's measures and bicubic's
-    (prefixed `bicubic_`)."""
-    rows = []
-    for name, lr_img, hr_img in images:
-        row = {"name": name, "width": hr_img.shape[1], "height": hr_img.shape[0]}
-        if model is not None:
-            row |= image_metrics(upscale(model, lr_img, tile), hr_img, scale, ssim)
-        if bicubic:
-            bicubic_metrics = image_metrics(bicubic_upscale(lr_img, scale), hr_img, scale, ssim)
-            row |= {f"bicubic_{key}": value for key, value in bicubic_metrics.items()}
-        rows.append(row)
-    return rows
+def model_metrics(model: SRResNet, lr: torch.Tensor, hr: torch.Tensor, ssim: bool, tile: int = 0,
+                  bf16: bool = True) -> dict[str, torch.Tensor]:
+    """The measures of the model's output for each (lr, hr) of a batch (NHWC uint8), as (N,)
+    tensors on the model's device, where the SR images stay."""
+    device = model_device(model)
+    sr = torch.empty(hr.shape, dtype=torch.uint8, device=device)
+    upscale_into(model, lr, sr, tile, bf16)
+    return batch_metrics(sr, hr.to(device), model.config.scale, ssim)
 
 
 def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bicubic: bool = False,
-                ssim: bool = True, tile: int = 0) -> list[dict]:
-    """`score_images` over pairs decoded one at a time, so a large set never sits in memory."""
-    images = ((pair.name, *load_pair(pair, scale)) for pair in tqdm(pairs, desc="scoring", unit="img", leave=False))
-    return score_images(images, scale, model, bicubic, ssim, tile)
+                ssim: bool = True, config: InferenceConfig = InferenceConfig()) -> list[dict]:
+    """One row per pair: name, HR size, the model's measures and bicubic's (prefixed `bicubic_`).
+
+    Each pair is decoded once, in `config.workers` threads that also make the bicubic baseline, a
+    few pairs ahead of the device, so a large set never sits in memory. Pairs that cannot be used
+    (see `load_pair`) are all reported in one ImageError at the end.
+    """
+    device = model_device(model) if model is not None else torch.device("cpu")
+    workers = num_workers(config.workers)
+
+    def decode(pair: Pair) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | ImageError:
+        try:
+            lr_img, hr_img = load_pair(pair, scale)
+        except ImageError as error:
+            return error
+        return pair.name, lr_img, hr_img, bicubic_upscale(lr_img, scale) if bicubic else None
+
+    rows, errors = [], []
+
+    def usable(decoded):
+        for item in tqdm(decoded, total=len(pairs), desc="scoring", unit="img", leave=False):
+            if isinstance(item, ImageError):
+                errors.append(str(item))
+            elif not errors:  # after a failure, only decode on, to report every pair that fails
+                yield item
+
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = ordered_map(pool, decode, pairs, ahead=2 * workers)
+        for batch in same_size_batches(usable(decoded), lambda item: item[1].shape[:2], config.tile):
+            names, lr_imgs, hr_imgs, bicubic_imgs = zip(*batch)
+            hr = stack(hr_imgs).to(device)
+            measured = {}
+            if model is not None:
+                measured |= model_metrics(model, stack(lr_imgs), hr, ssim, config.tile, config.bf16)
+            if bicubic:
+                baseline = batch_metrics(stack(bicubic_imgs).to(device), hr, scale, ssim)
+                measured |= {f"bicubic_{key}": value for key, value in baseline.items()}
+            values = torch.stack(list(measured.values()), dim=1).tolist()  # one transfer per batch
+            rows += [{"name": name, "width": hr_img.shape[1], "height": hr_img.shape[0], **dict(zip(measured, row))}
+                     for name, hr_img, row in zip(names, hr_imgs, values)]
+    if errors:
+        raise ImageError(f"{len(errors)} of {len(pairs)} pairs cannot be used: " + "; ".join(errors))
+    return rows
 
 
 def mean_metrics(rows: list[dict]) -> dict[str, float]:
@@ -54,7 +94,7 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def side_by_side(model: SRResNet, pairs: list[Pair], scale: int, crop: int) -> np.ndarray:
+def side_by_side(model: SRResNet, pairs: list[Pair], scale: int, crop: int, bf16: bool = True) -> np.ndarray:
     """One row per pair of centre crops: bicubic | model | HR, as an HWC uint8 image."""
     rows = []
     for pair in pairs:
@@ -63,6 +103,6 @@ def side_by_side(model: SRResNet, pairs: list[Pair], scale: int, crop: int) -> n
         y, x = (lr_img.shape[0] - lr_crop) // 2, (lr_img.shape[1] - lr_crop) // 2
         lr_img = lr_img[y:y + lr_crop, x:x + lr_crop]
         hr_img = hr_img[scale * y:scale * (y + lr_crop), scale * x:scale * (x + lr_crop)]
-        rows.append(np.hstack([bicubic_upscale(lr_img, scale), upscale(model, lr_img), hr_img]))
+        rows.append(np.hstack([bicubic_upscale(lr_img, scale), upscale(model, lr_img, bf16=bf16), hr_img]))
     width = max(row.shape[1] for row in rows)
     return np.vstack([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows])

@@ -1,8 +1,9 @@
 """The training loop: one function, read top to bottom.
 
-Per epoch: train on batches cut from images decoded once -> (rank 0) score the val split with the
-EMA weights when EMA is on -> append a history row -> keep the checkpoint with the best val RGB
-PSNR (the seed's rule) -> write the resume state. One device, or several under torchrun (DDP):
+Per epoch: train on batches cut from images decoded once -> (rank 0, every `val_every` epochs and
+after the last) score the val split on the device with the EMA weights when EMA is on -> append a
+history row -> keep the checkpoint with the best val RGB PSNR (the seed's rule) -> write the resume
+state. One device, or several under torchrun (DDP):
 `train.batch_size` is the global batch, split evenly over the processes, and every process cuts
 its own random patches from the whole train split, so an epoch is the same number of steps and
 samples whatever the number of processes.
@@ -23,13 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from sr_core.batches import PatchBatcher, decode_pairs, fits_in_memory
+from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs, fits_in_memory
 from sr_core.checkpoint import load_train_state, save_checkpoint, save_train_state
-from sr_core.config import Params, TrainConfig, to_dict
+from sr_core.config import InferenceConfig, Params, TrainConfig, to_dict
 from sr_core.data import Pair
-from sr_core.evaluation import mean_metrics, score_images
+from sr_core.evaluation import model_metrics
 from sr_core.files import write_csv
-from sr_core.inference import pick_device
+from sr_core.inference import autocast, pick_device
 from sr_core.model import SRResNet
 
 log = logging.getLogger(__name__)
@@ -100,14 +101,13 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
     in_memory = cfg.decode_cache == "memory" or (
         cfg.decode_cache == "auto" and fits_in_memory(train_pairs + val_pairs, scale))
-    cache_dir = None if in_memory else decode_cache_dir
-    batcher = PatchBatcher(decode_pairs(train_pairs, scale, cache_dir), scale, cfg.patch_size, cfg.augment,
-                           device, seed=cfg.seed + rank)
-    # the val images are scored every epoch: rank 0 decodes them once too
-    val_images = ([(p.name, *images) for p, images in zip(val_pairs, decode_pairs(val_pairs, scale, cache_dir))]
-                  if is_main else [])
+    cache_dir, workers = (None if in_memory else decode_cache_dir), params.inference.workers
+    batcher = PatchBatcher(decode_pairs(train_pairs, scale, cache_dir, workers), scale, cfg.patch_size,
+                           cfg.augment, device, seed=cfg.seed + rank)
+    # the val images are scored again and again: rank 0 decodes them once too, into device batches
+    val_batches = (ImageBatches(decode_pairs(val_pairs, scale, cache_dir, workers), params.inference.tile, device)
+                   if is_main else None)
     loss_fn = LOSSES[cfg.loss]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.bf16)
 
     history, best, first_epoch = [], None, 1
     run_id = fingerprint(params, train_pairs, val_pairs)
@@ -140,7 +140,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
                       leave=False, disable=not is_main):
             lr_img, hr_img = batcher.sample(cfg.batch_size // world_size)
-            with autocast:  # bf16 matmuls and convolutions; BatchNorm statistics stay float32
+            with autocast(device, cfg.bf16):  # bf16 matmuls and convolutions; BatchNorm statistics stay float32
                 loss = loss_fn(step_model(lr_img), hr_img)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -153,20 +153,21 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             dist.all_reduce(loss_sum)
         batcher_states = gather_states(batcher.state(), world_size)  # a collective: every rank joins
         if is_main:
-            eval_model = (ema.module if ema is not None else model).eval()
-            val = mean_metrics(score_images(val_images, scale, eval_model, ssim=False, tile=params.inference.tile))
+            eval_model = ema.module if ema is not None else model
+            validated = epoch % cfg.val_every == 0 or epoch == cfg.epochs
+            val = validate(eval_model, val_batches, params.inference) if validated else {}
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum.item() / steps_per_epoch / world_size,
-                "val_loss": val["mae" if cfg.loss == "l1" else "mse"],
-                "val_psnr_rgb": val["psnr_rgb"],
-                "val_psnr_y": val["psnr_y"],
+                "val_loss": val.get("mae" if cfg.loss == "l1" else "mse"),  # None (blank) when not validated
+                "val_psnr_rgb": val.get("psnr_rgb"),
+                "val_psnr_y": val.get("psnr_y"),
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - epoch_start,
             }
             history.append(row)
             write_csv(history_path, history)
-            if best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]:
+            if validated and (best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]):
                 best = {**row, "state_dict": copy_state(eval_model)}
                 save_best(model_path, params, best)
             save_train_state(state_path, {
@@ -175,9 +176,9 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
                 "batcher_rng": batcher_states, "history": history, "best": best,
             })
-            log.info("epoch %d/%d: train loss %.5f, val loss %.5f, val PSNR %.3f dB (Y %.3f dB), %.1f s",
-                     epoch, cfg.epochs, row["train_loss"], row["val_loss"], row["val_psnr_rgb"],
-                     row["val_psnr_y"], row["seconds"])
+            log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
+                     f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
+                     f"(Y {row['val_psnr_y']:.3f} dB)" if validated else "not validated", row["seconds"])
     if world_size > 1:
         dist.destroy_process_group()
     if not is_main:
@@ -192,6 +193,15 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         "device": f"{world_size} x {device.type}",
         "train_seconds": sum(row["seconds"] for row in history),
     }
+
+
+def validate(model: SRResNet, val_batches: ImageBatches, inference: InferenceConfig) -> dict[str, float]:
+    """Mean measures (without SSIM) of `model` over the val batches; the SR images and per-image
+    measures stay on the device, only the means come back."""
+    model.eval()
+    per_batch = [model_metrics(model, lr, hr, False, inference.tile, inference.bf16) for lr, hr in val_batches]
+    means = {key: torch.cat([measured[key] for measured in per_batch]).mean() for key in per_batch[0]}
+    return dict(zip(means, torch.stack(list(means.values())).tolist()))
 
 
 def gather_states(state: dict, world_size: int) -> list[dict]:

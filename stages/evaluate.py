@@ -13,9 +13,9 @@ def evaluate() -> None:
     params = load_params()
     paths, scale, config = params.paths, params.model.scale, params.evaluate
     _, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
-    sets = {"val": val_pairs} | load_sets(config.benchmarks, scale)
+    sets = {"val": val_pairs} | load_sets(config.benchmarks)
     model = load_model(paths.model, pick_device(params.train.device))
-    benchmark(model, sets, scale, params.inference.tile, config.num_samples, config.sample_crop,
+    benchmark(model, sets, scale, params.inference, config.num_samples, config.sample_crop,
               paths.eval_images, paths.eval_metrics, paths.eval_samples)
 
 

@@ -8,7 +8,8 @@ import torch
 from conftest import save
 from sr_core.benchmark import benchmark, load_sets, main
 from sr_core.checkpoint import save_checkpoint
-from sr_core.data import Pair, check_folder, load_pair
+from sr_core.config import InferenceConfig
+from sr_core.data import Pair, list_folder, load_pair
 from sr_core.evaluation import mean_metrics, score_pairs
 from sr_core.model import ModelConfig, SRResNet
 
@@ -21,7 +22,7 @@ needs_benchmarks = pytest.mark.skipif(not BENCHMARKS.is_dir(),
 @pytest.mark.parametrize("name, psnr_y, ssim", [("Set5", (28.42, 28.44), (0.810, 0.812)),
                                                 ("BSD100", (25.95, 25.97), (0.667, 0.669))])
 def test_bicubic_reproduces_the_published_rows(name, psnr_y, ssim):
-    pairs, rejects = check_folder(BENCHMARKS / name, 4)
+    pairs, rejects = list_folder(BENCHMARKS / name)
     assert rejects == []
     means = mean_metrics(score_pairs(pairs, 4, bicubic=True))
     assert psnr_y[0] <= means["bicubic_psnr_y"] <= psnr_y[1]
@@ -30,7 +31,7 @@ def test_bicubic_reproduces_the_published_rows(name, psnr_y, ssim):
 
 @needs_benchmarks
 def test_lr_made_from_hr_matches_matlab_lr():
-    pairs, _ = check_folder(BENCHMARKS / "Set5", 4)
+    pairs, _ = list_folder(BENCHMARKS / "Set5")
     for pair in pairs:
         matlab_lr, hr_img = load_pair(pair, 4)
         made_lr, made_hr = load_pair(Pair(pair.name, None, pair.hr_path), 4)
@@ -40,7 +41,7 @@ def test_lr_made_from_hr_matches_matlab_lr():
 
 def test_hr_only_folder_makes_lr_from_cropped_hr(tmp_path, rng):
     save(tmp_path / "hr" / "odd.png", rng.integers(0, 256, (37, 30, 3), dtype=np.uint8))
-    pairs, rejects = check_folder(tmp_path, 4)
+    pairs, rejects = list_folder(tmp_path)
     assert rejects == [] and pairs[0].lr_path is None
     lr_img, hr_img = load_pair(pairs[0], 4)
     assert hr_img.shape == (36, 28, 3) and lr_img.shape == (9, 7, 3)
@@ -57,9 +58,9 @@ def checkpoint(tmp_path):
 def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, checkpoint):
     _, model = checkpoint
     save(tmp_path / "hr_only" / "hr" / "a.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
-    sets = load_sets([paired_folder, tmp_path / "hr_only"], 4)
+    sets = load_sets([paired_folder, tmp_path / "hr_only"])
     out = tmp_path / "out"
-    summary = benchmark(model, sets, 4, tile=8, num_samples=2, crop=32, rows_path=out / "rows.csv",
+    summary = benchmark(model, sets, 4, InferenceConfig(tile=8), num_samples=2, crop=32, rows_path=out / "rows.csv",
                         metrics_path=out / "metrics.json", figure_path=out / "samples.png")
     assert set(summary) == {paired_folder.name, "hr_only"}
     assert summary["hr_only"]["num_images"] == 1 and summary[paired_folder.name]["num_images"] == 6
@@ -72,9 +73,9 @@ def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, ch
 def test_incomplete_benchmark_folder_is_an_error(tmp_path, paired_folder):
     (paired_folder / "hr" / "000.png").unlink()
     with pytest.raises(ValueError, match="000.png: no HR file"):
-        load_sets([paired_folder], 4)
+        load_sets([paired_folder])
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        load_sets([tmp_path / "missing"], 4)
+        load_sets([tmp_path / "missing"])
 
 
 def test_command_line(tmp_path, paired_folder, checkpoint):
@@ -83,3 +84,27 @@ def test_command_line(tmp_path, paired_folder, checkpoint):
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert metrics[paired_folder.name]["num_images"] == 6
     assert {"psnr_y", "ssim", "psnr_rgb"} == set(metrics[paired_folder.name]["bicubic"])
+
+
+def test_each_file_is_decoded_once(tmp_path, paired_folder, rng, checkpoint, monkeypatch):
+    import sr_core.data
+    _, model = checkpoint
+    save(tmp_path / "hr_only" / "hr" / "a.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    reads = []
+    read_rgb = sr_core.data.read_rgb
+    monkeypatch.setattr(sr_core.data, "read_rgb", lambda path: reads.append(Path(path).resolve()) or read_rgb(path))
+    sets = load_sets([paired_folder, tmp_path / "hr_only"])
+    assert reads == []  # listing reads no pixels
+    rows = score_pairs(sets[paired_folder.name] + sets["hr_only"], 4, model, bicubic=True)
+    assert len(rows) == 7
+    assert len(reads) == len(set(reads)) == 6 * 2 + 1
+
+
+def test_every_pair_that_cannot_be_used_is_reported_at_once(paired_folder, rng, checkpoint):
+    _, model = checkpoint
+    (paired_folder / "hr" / "001.png").write_bytes(b"not a png")
+    save(paired_folder / "hr" / "004.png", rng.integers(0, 256, (44, 64, 3), dtype=np.uint8))
+    sets = load_sets([paired_folder])
+    with pytest.raises(ValueError, match=r"2 of 6 pairs cannot be used: .*001.png: cannot decode.*; .*004.png: HR is "
+                                         r"64x44, expected 4x the LR 16x12"):
+        score_pairs(sets[paired_folder.name], 4, model, bicubic=True)

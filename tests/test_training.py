@@ -182,3 +182,38 @@ def test_two_processes_with_ddp_on_cpu(workspace):
     model = load_model(workspace / "models" / "best.pt", torch.device("cpu"))
     assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
     assert (workspace / "metrics" / "train.json").exists()
+
+
+def test_validation_every_n_epochs_keeps_the_best_of_the_validated(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    out = paired_folder / "out"
+    summary = train(tiny_params(epochs=5, val_every=2), pairs[:4], pairs[4:], out / "best.pt", out / "history.csv",
+                    out / "last.pt", out / "cache")
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    validated = [int(row["epoch"]) for row in rows if row["val_psnr_rgb"]]
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert validated == [2, 4, 5]  # every second epoch, and the last
+    assert all(row["train_loss"] for row in rows)
+    assert summary["best_epoch"] in validated
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == summary["best_epoch"]
+
+
+def test_validation_equals_the_reference_metrics(paired_folder):
+    """The device path of validation (batched, rounded to 8 bits, torch metrics) gives the numpy
+    reference's means over the val images."""
+    from sr_core.batches import ImageBatches, decode_pairs
+    from sr_core.config import InferenceConfig
+    from sr_core.inference import upscale
+    from sr_core.metrics import image_metrics
+    from sr_core.model import SRResNet
+    from sr_core.training import validate
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8, bicubic_residual=True))
+    decoded = decode_pairs(pairs, 4, workers=2)
+    for tile in (64, 8, 0):  # all six in one batch; tiles; one image at a time
+        val = validate(model, ImageBatches(decoded, tile, torch.device("cpu")), InferenceConfig(tile=tile))
+        reference = [image_metrics(upscale(model, lr_img), hr_img, 4, ssim=False) for lr_img, hr_img in decoded]
+        for key in ("psnr_rgb", "psnr_y", "mae", "mse"):
+            assert val[key] == pytest.approx(sum(r[key] for r in reference) / len(reference), rel=1e-5), key
