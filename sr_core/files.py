@@ -4,7 +4,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -14,8 +14,12 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Writes to a temporary file beside `path`, then renames it over `path` on success."""
+def atomic_write(path: str | Path, mode: str = "wb", check: Callable[[Path], Any] | None = None) -> Iterator[IO]:
+    """Writes to a temporary file beside `path`, then renames it over `path` on success.
+
+    `check`, if given, is called with the temporary file's path once it is complete; if it raises,
+    the file is removed and `path` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -24,6 +28,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:

@@ -1,16 +1,17 @@
-"""Stage submit: the Kaggle CSV from the predictions, then checked by decoding every row back."""
+"""Stage submit: the Kaggle CSV from the predictions, checked by decoding every row back before it
+is renamed into place."""
 
 import logging
 
 from sr_core.config import load_params
-from sr_core.submission import check_submission, write_submission
+from sr_core.submission import write_submission
 
 
 def submit() -> None:
     params = load_params()
     paths = params.paths
-    write_submission(params.data.test_lr_dir, paths.predictions, paths.submission)
-    rows = check_submission(paths.submission, params.data.test_lr_dir, params.model.scale)
+    rows = write_submission(params.data.test_lr_dir, paths.predictions, paths.submission, params.model.scale,
+                            params.inference.workers)
     logging.info("%s: %d rows, each decoded and checked", paths.submission, rows)
 
 
