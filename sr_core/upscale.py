@@ -1,0 +1,67 @@
+"""Upscale any images with a trained model: files or folders, any size, as PNGs of the same name.
+
+    python -m sr_core.upscale models/best.pt photo.jpg screenshots/ --out upscaled/
+    sr-upscale models/best.pt screenshots/ --out upscaled/ --tile 256 --workers 8
+
+Folders contribute the images directly inside them. Large images run in overlapping tiles, so
+memory is bounded by the output image; same-size images are batched. Inputs are never written
+over: the output folder may not be an input folder or hold an input file.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from sr_core.checkpoint import load_model
+from sr_core.config import InferenceConfig
+from sr_core.images import IMAGE_SUFFIXES, list_images
+from sr_core.inference import pick_device, upscale_files
+
+
+def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
+    """The image files named by `inputs` (files, or folders of images); an `out_dir` that holds any
+    of them is refused, so no output can land on an input or be read as one next time."""
+    paths = []
+    for path in inputs:
+        if path.is_dir():
+            paths += list_images(path)
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            paths.append(path)
+        else:
+            raise ValueError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder")
+    if not paths:
+        raise ValueError(f"no images in {', '.join(map(str, inputs))}")
+    if out_dir.resolve() in {path.resolve().parent for path in paths}:
+        raise ValueError(f"--out {out_dir} holds inputs; choose a folder of its own, so no input is written over")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
+    parser.add_argument("inputs", nargs="+", type=Path, help="image files and folders of images")
+    parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
+    defaults = InferenceConfig()
+    parser.add_argument("--tile", type=int, default=defaults.tile,
+                        help="LR side above which an image runs in tiles; LR pixels per batch = tile^2 (0: whole)")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="threads that decode and encode (0: one per core)")
+    parser.add_argument("--compress-level", type=int, default=defaults.png_compress_level,
+                        help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config = InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers,
+                                 png_compress_level=args.compress_level)
+        paths = collect_inputs(args.inputs, args.out)
+    except ValueError as error:
+        parser.error(str(error))
+    model = load_model(args.checkpoint, pick_device(args.device))
+    written = upscale_files(model, paths, args.out, config)
+    logging.info("wrote %d images to %s", len(written), args.out)
+
+
+if __name__ == "__main__":
+    main()

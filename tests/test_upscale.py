@@ -1,0 +1,72 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import save
+from sr_core.checkpoint import load_model, save_checkpoint
+from sr_core.images import read_rgb
+from sr_core.inference import upscale
+from sr_core.model import ModelConfig, SRResNet
+from sr_core.upscale import main
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8, bicubic_residual=True)))
+    return tmp_path / "model.pt"
+
+
+def test_files_and_folders_of_any_size(tmp_path, checkpoint, rng):
+    save(tmp_path / "in" / "a.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    save(tmp_path / "in" / "b.jpg", rng.integers(0, 256, (40, 30), dtype=np.uint8))  # greyscale, tiled below
+    save(tmp_path / "other" / "c.bmp", rng.integers(0, 256, (6, 6, 4), dtype=np.uint8))
+    main([str(checkpoint), str(tmp_path / "in"), str(tmp_path / "other" / "c.bmp"), "--out", str(tmp_path / "out"),
+          "--tile", "16", "--workers", "2"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+    model = load_model(checkpoint, torch.device("cpu"))
+    for name, source in (("a", "in/a.png"), ("b", "in/b.jpg"), ("c", "other/c.bmp")):
+        expected = upscale(model, read_rgb(tmp_path / source))
+        assert np.abs(read_rgb(tmp_path / "out" / f"{name}.png").astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("out, message", [("in", "holds inputs"), ("in/sub/..", "holds inputs")])
+def test_refuses_to_write_where_the_inputs_are(tmp_path, checkpoint, rng, out, message, capsys):
+    save(tmp_path / "in" / "a.jpg", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    (tmp_path / "in" / "sub").mkdir()
+    with pytest.raises(SystemExit):
+        main([str(checkpoint), str(tmp_path / "in" / "a.jpg"), "--out", str(tmp_path / out)])
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["a.jpg", "sub"]
+
+
+def test_bad_inputs_are_refused_with_their_name(tmp_path, checkpoint, capsys):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(SystemExit):
+        main([str(checkpoint), str(tmp_path / "notes.txt"), "--out", str(tmp_path / "out")])
+    assert "notes.txt: not an image file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        main([str(checkpoint), str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    assert "no images in" in capsys.readouterr().err
+
+
+def test_two_inputs_with_one_output_name_are_refused(tmp_path, checkpoint, rng):
+    save(tmp_path / "one" / "a.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    save(tmp_path / "two" / "a.jpg", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="a.png, .*a.jpg would all be written to"):
+        main([str(checkpoint), str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "out")])
+
+
+def test_console_script_and_module(tmp_path, checkpoint, rng):
+    save(tmp_path / "in" / "a.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(checkpoint), str(tmp_path / "in"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert read_rgb(tmp_path / "out" / "a.png").shape == (20, 28, 3)
+    script = subprocess.run([str(Path(sys.executable).parent / "sr-upscale"), "--help"], capture_output=True, text=True)
+    assert script.returncode == 0 and "--out" in script.stdout
