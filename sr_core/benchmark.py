@@ -16,7 +16,7 @@ from sr_core.data import Pair, list_folder
 from sr_core.evaluation import score_pairs, side_by_side, summarize
 from sr_core.files import write_csv, write_json
 from sr_core.images import write_png
-from sr_core.inference import pick_device
+from sr_core.inference import add_arguments, config_from, pick_device
 from sr_core.model import SRResNet
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
     parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmark"), help="where the results go")
-    parser.add_argument("--tile", type=int, default=InferenceConfig.tile,
-                        help="LR tile side for large images, and LR pixels per batch squared (0: whole, one by one)")
-    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
-    parser.add_argument("--workers", type=int, default=0, help="decoding threads (0: one per core)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_arguments(parser)
     parser.add_argument("--num-samples", type=int, default=1, help="images per set in the figure")
     parser.add_argument("--crop", type=int, default=EvaluateConfig.sample_crop,
                         help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        inference = config_from(args)
+    except ValueError as error:
+        parser.error(str(error))
     model = load_model(args.checkpoint, pick_device(args.device))
-    inference = InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers)
     benchmark(model, load_sets(args.folders), model.config.scale, inference, args.num_samples, args.crop,
               args.out_dir / "images.csv", args.out_dir / "metrics.json", args.out_dir / "samples.png")
 

@@ -6,6 +6,7 @@ the 8-bit input and output. Files are decoded and PNG-encoded in threads, overla
 network.
 """
 
+import argparse
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,23 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as error:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from error
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tile, --workers, --fp32 and --device, for the commands that run a model on images."""
+    defaults = InferenceConfig()
+    parser.add_argument("--tile", type=int, default=defaults.tile,
+                        help="LR side above which an image runs in tiles; a batch holds at most tile^2 LR pixels "
+                             "(0: whole images, one at a time)")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="threads that decode and encode images (0: one per core)")
+    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def config_from(args: argparse.Namespace, **settings: int) -> InferenceConfig:
+    """The InferenceConfig of the options `add_arguments` added, plus any other `settings`."""
+    return InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers, **settings)
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

@@ -15,7 +15,7 @@ from pathlib import Path
 from sr_core.checkpoint import load_model
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images
-from sr_core.inference import pick_device, upscale_files
+from sr_core.inference import add_arguments, config_from, pick_device, upscale_files
 
 
 def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
@@ -41,20 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
     parser.add_argument("inputs", nargs="+", type=Path, help="image files and folders of images")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
-    defaults = InferenceConfig()
-    parser.add_argument("--tile", type=int, default=defaults.tile,
-                        help="LR side above which an image runs in tiles; LR pixels per batch = tile^2 (0: whole)")
-    parser.add_argument("--workers", type=int, default=defaults.workers,
-                        help="threads that decode and encode (0: one per core)")
-    parser.add_argument("--compress-level", type=int, default=defaults.png_compress_level,
+    add_arguments(parser)
+    parser.add_argument("--compress-level", type=int, default=InferenceConfig.png_compress_level,
                         help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
-    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        config = InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers,
-                                 png_compress_level=args.compress_level)
+        config = config_from(args, png_compress_level=args.compress_level)
         paths = collect_inputs(args.inputs, args.out)
     except ValueError as error:
         parser.error(str(error))
