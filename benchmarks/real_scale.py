@@ -29,7 +29,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from sr_core.metrics import batch_metrics, image_metrics
 from sr_core.model import ModelConfig, SRResNet
 from sr_core.parallel import num_workers, ordered_map
 from sr_core.submission import write_submission
+from train_throughput import time_steps  # this folder is on the path when a script here runs
 
 SCALE = 4
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")  # bundled: no download
@@ -79,13 +79,7 @@ def cpu_name() -> str:
 
 def clock(fn, device: torch.device) -> float:
     """Seconds of one call of `fn`, the device's queue drained on both sides."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return time_steps(fn, steps=1, warmup=0, device=device)
 
 
 # --- the previous path (commit 6f01e40), restated -----------------------------------------------
@@ -140,12 +134,16 @@ sys.path.insert(0, {benchmarks!r})
 from real_scale import before_upscale
 from sr_core.inference import upscale
 from sr_core.model import ModelConfig, SRResNet
+def status_bytes(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
 run = before_upscale if sys.argv[1] == "before" else upscale
 run(model, np.zeros((64, 64, 3), np.uint8), 64)
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: count only what follows
+start = status_bytes("VmRSS")
 side = int(sys.argv[2])
 run(model, np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8), 64)
-print(int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024)  # peak RSS
+print(status_bytes("VmHWM") - start)
 """
 
 
@@ -153,13 +151,15 @@ def memory_slope(path: str, sides: tuple[int, int] = (300, 900)) -> float:
     """Bytes of peak RSS per output pixel of `path`'s upscale ("before" or "now"), from two LR sizes
     in fresh processes, tiles of 64 and a one-block network (the slope does not depend on it).
 
-    The peak is the process's VmHWM: getrusage's ru_maxrss would carry the parent's peak over fork.
+    Each process resets its peak (VmHWM) after a warm-up, so the import's peak does not count.
+    glibc's mmap threshold is fixed: left dynamic, it moves with the timing of frees, and the peak
+    varied by +-0.5 bytes per output pixel from run to run under load (measured).
     """
     peaks = []
     for side in sides:
         result = subprocess.run([sys.executable, "-c", MEMORY_PROBE.format(benchmarks=str(Path(__file__).parent)),
                                  path, str(side)], capture_output=True, text=True, check=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"})
         peaks.append(int(result.stdout))
     return (peaks[1] - peaks[0]) / (SCALE**2 * (sides[1]**2 - sides[0]**2))
 
