@@ -1,10 +1,15 @@
-"""params.yaml -> typed, frozen dataclasses.
+"""params.yaml -> typed, frozen dataclasses, every value checked when loaded.
 
-Unknown keys are errors (a typo must not silently fall back to a default), and numbers are
-coerced from strings because `dvc exp run -S lr=1e-5` writes `1e-05`, which YAML reads as a string.
+params.yaml must set every key (DVC's `-S` overrides only keys that exist, and a key left out would
+silently fall back to a default), and may not set unknown or duplicate ones. Numbers are coerced
+from strings because `dvc exp run -S lr=1e-5` writes `1e-05`, which YAML reads as a string; a
+boolean is never taken for a number. Each field's valid range is declared beside it (`bounded`,
+`one_of`), so the error message states it.
 """
 
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,22 +17,90 @@ from typing import Any
 
 import yaml
 
-from sr_core.model import ModelConfig
+
+@dataclass(frozen=True)
+class Bounds:
+    """A closed or open interval of numbers; `None` leaves that side unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low}"
+        return f"{'<' if self.high_open else '<='} {self.high}"
+
+
+def bounded(default: float, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = False) -> Any:
+    """A dataclass field whose value must lie in the given interval."""
+    return field(default=default, metadata={"bounds": Bounds(low, high, low_open, high_open)})
+
+
+def one_of(default: Any, choices: tuple) -> Any:
+    """A dataclass field whose value must be one of `choices`."""
+    return field(default=default, metadata={"choices": choices})
+
+
+class Checked:
+    """Checks every field against its declared bounds or choices, that floats are finite and that
+    strings are not empty.
+
+    Messages name the field alone; `build` prefixes where it came from (e.g. params.train.).
+    """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number; got {value}")
+            if isinstance(value, str) and not value.strip():
+                raise ValueError(f"{f.name} must not be empty")
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                choices = ", ".join(map(str, f.metadata["choices"]))
+                raise ValueError(f"{f.name} must be one of {choices}; got {value!r}")
+            if "bounds" in f.metadata and value not in f.metadata["bounds"]:
+                kind = "an integer" if isinstance(value, int) else "a number"
+                raise ValueError(f"{f.name} must be {kind} {f.metadata['bounds']}; got {value!r}")
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class ModelConfig(Checked):
+    """SRResNet's shape (see model.py). Defaults are the seed's network."""
+
+    scale: int = one_of(4, (2, 4, 8))  # the upscaling factor; a power of two (PixelShuffle(2) stages)
+    num_blocks: int = bounded(16, 1)
+    num_features: int = bounded(64, 1)
+    bicubic_residual: bool = False
+
+
+@dataclass(frozen=True)
+class DemoConfig(Checked):
     """The bundled demo data set, cut from the photographs shipped inside scikit-image."""
 
     out_dir: str = "data/demo"
     train_images: tuple[str, ...] = ("astronaut", "camera", "chelsea", "coffee", "rocket")
     test_images: tuple[str, ...] = ("cell", "colorwheel")
-    tile_size: int = 128  # HR side of each training tile
-    min_tile_std: float = 20.0  # tiles flatter than this are skipped
+    tile_size: int = bounded(128, 1)  # HR side of each training tile (a multiple of model.scale)
+    min_tile_std: float = bounded(20.0, 0)  # tiles flatter than this are skipped
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.train_images or not self.test_images:
+            raise ValueError("train_images and test_images must each name at least one image")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Checked):
     """Paired folders: the same file names in lr/ and hr/, HR exactly `model.scale` times the LR."""
 
     train_lr_dir: str = "data/demo/train/lr"
@@ -36,67 +109,58 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    val_split: float = 0.15
-    seed: int = 42
+class SplitConfig(Checked):
+    val_split: float = bounded(0.15, 0, 1, low_open=True, high_open=True)  # training picks its best on val
+    seed: int = bounded(42, 0)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 8
-    patch_size: int = 0  # HR patch side; 0 trains on whole images like the seed
-    patches_per_image: int = 1  # random patches cut from each training image per epoch
+class TrainConfig(Checked):
+    epochs: int = bounded(100, 1)
+    batch_size: int = bounded(8, 1)
+    patch_size: int = bounded(0, 0)  # HR patch side, a multiple of model.scale; 0 trains on whole images like the seed
+    patches_per_image: int = bounded(1, 1)  # random patches cut from each training image per epoch
     augment: bool = True  # random flips and 90-degree rotations
-    schedule: str = "constant"  # constant | cosine | step
-    warmup_epochs: int = 0
-    step_epochs: int = 30  # step schedule: multiply the lr by step_gamma every step_epochs
-    step_gamma: float = 0.5
-    ema_decay: float = 0.0  # EMA of the weights for validation and the saved model; 0 = off
-    loss: str = "l1"
+    schedule: str = one_of("constant", ("constant", "cosine", "step"))
+    warmup_epochs: int = bounded(0, 0)
+    step_epochs: int = bounded(30, 1)  # step schedule: multiply the lr by step_gamma every step_epochs
+    step_gamma: float = bounded(0.5, 0, 1, low_open=True)
+    ema_decay: float = bounded(0.0, 0, 1, high_open=True)  # EMA of the weights validated and saved; 0 = off
+    loss: str = one_of("l1", ("l1", "mse"))
     bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
     compile: bool = False  # torch.compile the training step
-    decode_cache: str = "auto"  # decoded training images: memory | disk | auto (memory if they fit)
-    val_every: int = 1  # validate every N epochs (and always after the last)
-    seed: int = 0
-    device: str = "auto"
+    decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # decoded training images: auto = memory if they fit
+    val_every: int = bounded(1, 1)  # validate every N epochs (and always after the last)
+    seed: int = bounded(0, 0)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
-        _check_choice("train.schedule", self.schedule, ("constant", "cosine", "step"))
-        _check_choice("train.loss", self.loss, ("l1", "mse"))
-        _check_choice("train.decode_cache", self.decode_cache, ("auto", "memory", "disk"))
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.patch_size < 0 or self.patches_per_image < 1 or self.batch_size < 1 or self.val_every < 1:
-            raise ValueError(f"train: patch_size >= 0, patches_per_image >= 1, batch_size >= 1, val_every >= 1; "
-                             f"got {self}")
+        super().__post_init__()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Checked):
     benchmarks: tuple[str, ...] = ()  # folders with hr/ (and lr/) scored besides the val split
-    num_samples: int = 4  # images of each set shown in the side-by-side plot
-    sample_crop: int = 128  # HR side of each crop in it
+    num_samples: int = bounded(4, 1)  # images of each set shown in the side-by-side plot
+    sample_crop: int = bounded(128, 1)  # HR side of each crop in it (at least model.scale)
 
 
 @dataclass(frozen=True)
-class InferenceConfig:
+class InferenceConfig(Checked):
     """How the model runs on images (validation, evaluate, predict, upscale); none of it changes
     what is trained."""
 
-    tile: int = 512  # LR side above which an image runs in overlapping tiles, and batches of same-size
-    # images hold at most tile x tile LR pixels (0: whole images, one at a time)
+    tile: int = bounded(512, 0)  # LR side above which an image runs in overlapping tiles, and batches of
+    # same-size images hold at most tile x tile LR pixels (0: whole images, one at a time)
     bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
-    workers: int = 0  # threads that decode and encode images around the network (0: one per core)
-    png_compress_level: int = 6  # zlib level of the predicted PNGs: 0 (fast, large) .. 9 (slow, small)
-
-    def __post_init__(self) -> None:
-        if self.tile < 0 or self.workers < 0 or not 0 <= self.png_compress_level <= 9:
-            raise ValueError(f"inference: tile >= 0, workers >= 0, png_compress_level in 0..9; got {self}")
+    workers: int = bounded(0, 0)  # threads that decode and encode images around the network (0: one per core)
+    png_compress_level: int = bounded(6, 0, 9)  # zlib level of the predicted PNGs: 0 (fast, large) .. 9 (slow, small)
 
 
 @dataclass(frozen=True)
-class PathsConfig:
+class PathsConfig(Checked):
     """Every file the pipeline writes; dvc.yaml reads these same keys through templating."""
 
     split: str = "data/split.json"
@@ -115,8 +179,8 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
-class Params:
-    lr: float = 1e-4
+class Params(Checked):
+    lr: float = bounded(1e-4, 0, low_open=True)
     demo: DemoConfig = field(default_factory=DemoConfig)
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -127,26 +191,27 @@ class Params:
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        super().__post_init__()
+        scale = self.model.scale
+        for name, value in (("train.patch_size", self.train.patch_size), ("demo.tile_size", self.demo.tile_size)):
+            if value % scale:
+                raise ValueError(f"{name} must be a multiple of model.scale ({scale}); got {value}")
+        if self.evaluate.sample_crop < scale:
+            raise ValueError(f"evaluate.sample_crop must be at least model.scale ({scale}); "
+                             f"got {self.evaluate.sample_crop}")
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _coerce(value: Any, kind: Any, where: str) -> Any:
+def _coerce(value: Any, kind: Any, where: str, complete: bool) -> Any:
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise ValueError(f"{where} must be a mapping, got {value!r}")
-        return build(kind, value, where)
+        return build(kind, value, where, complete)
     origin = typing.get_origin(kind)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where} must be a list, got {value!r}")
         (item_kind, _) = typing.get_args(kind)
-        return tuple(_coerce(v, item_kind, where) for v in value)
+        return tuple(_coerce(v, item_kind, where, complete) for v in value)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -155,6 +220,8 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         raise ValueError(f"{where} must be true or false, got {value!r}")
     if kind in (int, float):
         try:
+            if isinstance(value, bool):  # YAML's true is not 1
+                raise TypeError
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{where} must be a number, got {value!r}") from None
@@ -164,31 +231,56 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             return int(number)
         return number
     if kind is str:
-        return str(value)
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+        return value
     raise TypeError(f"{where}: unsupported field type {kind}")
 
 
-def build(cls: type, values: dict, where: str = "params") -> Any:
-    """Builds dataclass `cls` from a mapping, rejecting unknown keys and coercing types."""
+def build(cls: type, values: dict, where: str = "params", complete: bool = False) -> Any:
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys (and, if `complete`, missing
+    ones), coercing types and checking each value's range; errors name the key from `where` down."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    missing = [name for name in fields if name not in values]
+    if complete and missing:
+        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}; every param must be set")
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in values.items()}
-    return cls(**kwargs)
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}", complete) for name, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as error:
+        raise ValueError(f"{where}.{error}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last silently; DVC refuses such a file)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """Every param from `path`, which must set each one (see the module's docstring)."""
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: cannot read params: {error}") from error
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ValueError(f"{path}: expected a mapping of params at the top level, found "
+                         f"{'nothing' if values is None else type(values).__name__}")
     try:
-        return build(Params, values)
+        return build(Params, values, complete=True)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
 

@@ -8,25 +8,12 @@ it, which is what lets a small CPU demo show learning in minutes.
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    scale: int = 4
-    num_blocks: int = 16
-    num_features: int = 64
-    bicubic_residual: bool = False
-
-    def __post_init__(self) -> None:
-        if self.scale not in (2, 4, 8):
-            raise ValueError(f"model scale must be one of 2, 4, 8 (a power of two), got {self.scale}")
-        if self.num_blocks < 1 or self.num_features < 1:
-            raise ValueError(f"num_blocks and num_features must be positive, got {self}")
+from sr_core.config import ModelConfig
 
 
 class ResidualBlock(nn.Module):

@@ -1,6 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -23,3 +28,28 @@ def paired_folder(tmp_path, rng):
         save(tmp_path / "lr" / f"{i:03d}.png", lr_img)
         save(tmp_path / "hr" / f"{i:03d}.png", np.kron(lr_img, np.ones((4, 4, 1), np.uint8)))
     return tmp_path
+
+
+@pytest.fixture
+def test_and_predictions(tmp_path, rng):
+    """Two test LR images (one greyscale JPEG) and their 4x RGB predictions."""
+    save(tmp_path / "test" / "00029.png", rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    save(tmp_path / "test" / "00030.jpg", rng.integers(0, 256, (5, 7), dtype=np.uint8))
+    save(tmp_path / "pred" / "00029.png", rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    save(tmp_path / "pred" / "00030.png", rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
+    return tmp_path / "test", tmp_path / "pred"
+
+
+def deep_update(values: dict, updates: dict) -> dict:
+    """`values` with `updates` applied key by key, nested mappings merged."""
+    for key, value in updates.items():
+        values[key] = deep_update(values[key], value) if isinstance(value, dict) else value
+    return values
+
+
+def write_params(folder: Path, updates: dict) -> Path:
+    """folder/params.yaml: the repo's params.yaml with `updates` applied."""
+    values = deep_update(yaml.safe_load((REPO / "params.yaml").read_text()), updates)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path

@@ -1,18 +1,9 @@
-from pathlib import Path
-
 import pytest
 import yaml
 
+from conftest import REPO, write_params
 from sr_core.config import Params, build, load_params
 from sr_core.model import SRResNet
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def write_params(tmp_path, values) -> Path:
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 def test_repo_params_load():
@@ -45,7 +36,7 @@ def test_non_integer_for_an_int_is_an_error(tmp_path):
 
 
 def test_non_positive_lr_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match=r"params.lr must be a number > 0; got 0.0"):
         load_params(write_params(tmp_path, {"lr": 0}))
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 import yaml
 
+from conftest import REPO, write_params
 from sr_core.checkpoint import load_model
 from sr_core.config import Params, TrainConfig
 from sr_core.data import check_pairs, write_split
 from sr_core.model import ModelConfig
 from sr_core.training import copy_state, fingerprint, lr_factor, train
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_lr_schedules():
@@ -119,7 +119,7 @@ def workspace(paired_folder):
         "train": {"epochs": 8, "batch_size": 4, "patch_size": 32, "patches_per_image": 40,
                   "schedule": "cosine", "ema_decay": 0.5, "device": "cpu"},
     }
-    (paired_folder / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(paired_folder, params)
     return paired_folder
 
 
