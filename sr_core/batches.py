@@ -7,6 +7,7 @@ them by tensor indexing, on the GPU when the images fit in its memory.
 """
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from sr_core.data import Pair, load_pair
+from sr_core.files import write_bytes
 from sr_core.images import image_size
 from sr_core.inference import same_size_batches
 from sr_core.parallel import num_workers
@@ -52,11 +54,10 @@ def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = N
         key = hashlib.sha256(repr((sources, scale)).encode()).hexdigest()[:32]
         lr_file, hr_file = Path(cache_dir) / f"{key}.lr.npy", Path(cache_dir) / f"{key}.hr.npy"
         if not (lr_file.exists() and hr_file.exists()):
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
             for path, img in zip((lr_file, hr_file), load_pair(pair, scale)):
-                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-                np.save(tmp, img)
-                os.replace(tmp, path)  # atomic: concurrent ranks or a kill never leave half a file
+                buffer = io.BytesIO()
+                np.save(buffer, img)
+                write_bytes(path, buffer.getbuffer())  # concurrent ranks, a kill or a full disk leave no half file
         return np.load(lr_file, mmap_mode="c"), np.load(hr_file, mmap_mode="c")
 
     with ThreadPoolExecutor(num_workers(workers)) as pool:

@@ -1,6 +1,12 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written checkpoint or metric."""
+"""Atomic file writes: a reader (or a resumed run) never sees a half-written checkpoint or metric.
+
+Each file is written to `.NAME.PID.XXXX.tmp` beside it and renamed over it when complete. A failed
+write removes its temporary file; one left by a killed process is removed by the next write of the
+same file once that process is gone. Such files are ignored by git and DVC (`.*.tmp`).
+"""
 
 import csv
+import glob
 import json
 import os
 import tempfile
@@ -9,8 +15,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Removes the temporary files of `path` whose writing process no longer runs."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -18,12 +34,15 @@ def atomic_write(path: str | Path, mode: str = "wb", check: Callable[[Path], Any
     """Writes to a temporary file beside `path`, then renames it over `path` on success.
 
     `check`, if given, is called with the temporary file's path once it is complete; if it raises,
-    the file is removed and `path` is left as it was.
+    the file is removed and `path` is left as it was. A write that fails (a full disk, a read-only
+    folder) raises OSError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -32,9 +51,31 @@ def atomic_write(path: str | Path, mode: str = "wb", check: Callable[[Path], Any
             check(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and _writing(error, path):
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
         raise
+
+
+def _writing(error: OSError, path: Path) -> bool:
+    """Whether `error` came from writing `path`: the system's error (it has an errno) naming no file
+    (a write, an fsync), the temporary file, or a folder on the way to `path` (not a file read)."""
+    if not error.errno:
+        return False
+    if error.filename is None:
+        return True
+    named = Path(os.fsdecode(error.filename))
+    return named.name.startswith(f".{path.name}.") or path.is_relative_to(named)
+
+
+def write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    """`data` as the file at `path`. Serialise into memory, then call this: a write that fails then
+    raises OSError naming the file, where writers that stream into the file (torch.save, np.save)
+    report a full disk in their own words, naming none."""
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def write_json(path: str | Path, content: Any) -> None:
