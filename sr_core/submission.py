@@ -16,11 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
-from PIL import Image
 from tqdm import tqdm
 
 from sr_core.files import atomic_write
-from sr_core.images import image_size, list_images
+from sr_core.images import image_size, list_images, open_image
 from sr_core.inference import prediction_path
 from sr_core.parallel import num_workers, ordered_map
 
@@ -43,6 +42,9 @@ def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: st
     test_paths = list_images(test_lr_dir)
     if not test_paths:
         raise FileNotFoundError(f"{test_lr_dir}: no test images, so no submission")
+    broken = [path.name for path in test_paths if "\n" in path.name or "\r" in path.name]
+    if broken:  # a row per line is what readers of the CSV (and `check_submission`) expect
+        raise ValueError(f"{test_lr_dir}: names with a line break cannot be submission ids: {broken}; rename them")
     workers = num_workers(workers)
 
     def encode_row(test_path: Path) -> str:
@@ -89,16 +91,18 @@ def check_submission(csv_path: str | Path, test_lr_dir: str | Path, scale: int, 
 
     def check_row(row: tuple[int, str, str]) -> None:
         number, name, encoded = row
+        shown, want = f"{where} line {number} ({name})", (scale * expected[name][0], scale * expected[name][1])
         try:
-            with Image.open(io.BytesIO(base64.b64decode(encoded, validate=True))) as image:
-                image.load()
-                fmt, size, channels = image.format, image.size, len(image.getbands())
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{where} line {number} ({name}): not a base64 PNG ({error})") from error
-        want = (scale * expected[name][0], scale * expected[name][1])
-        if fmt != "PNG" or size != want or channels != 3:
-            raise ValueError(f"{where} line {number} ({name}): {fmt} {size[0]}x{size[1]} with {channels} "
-                             f"channels, expected PNG {want[0]}x{want[1]} with 3")
+            png = base64.b64decode(encoded, validate=True)
+        except ValueError as error:
+            raise ValueError(f"{shown}: not a base64 PNG ({error})") from error
+        # no more pixels than the prediction must have: a large one passes, a decompression bomb does not
+        with open_image(io.BytesIO(png), shown, max_pixels=want[0] * want[1]) as image:
+            fmt, size, channels = image.format, image.size, len(image.getbands())
+            if fmt != "PNG" or size != want or channels != 3:
+                raise ValueError(f"{shown}: {fmt} {size[0]}x{size[1]} with {channels} channels, "
+                                 f"expected PNG {want[0]}x{want[1]} with 3")
+            image.load()
 
     seen = set()
 
