@@ -8,6 +8,7 @@ literature's bicubic downscaling of the HR cropped to a multiple of `scale`.
 
 import json
 import random
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,30 +71,43 @@ def list_folder(folder: str | Path) -> tuple[list[Pair], list[Reject]]:
     return list_pairs(folder / "lr" if (folder / "lr").is_dir() else None, folder / "hr")
 
 
-def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, workers: int = 0
-                ) -> tuple[list[Pair], list[Reject]]:
-    """Valid pairs sorted by name, and a Reject for every file that cannot be used: each pair is
-    decoded fully, in `workers` threads (0: one per core), and dropped from memory at once."""
+def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, workers: int = 0, min_hr_side: int = 0,
+                one_size: bool = False) -> tuple[list[Pair], list[Reject]]:
+    """Valid pairs sorted by name, and a Reject for every file that cannot be used.
+
+    Each pair is decoded fully, in `workers` threads (0: one per core), and dropped from memory at
+    once. A pair whose HR has a side under `min_hr_side` is rejected, and with `one_size` (training
+    on whole images, which batches them) so is every pair whose HR size is not the most common one.
+    """
     candidates, rejects = list_pairs(lr_dir, hr_dir)
 
-    def reason(pair: Pair) -> str | None:
+    def hr_size(pair: Pair) -> tuple[int, int] | ImageError:
         try:
-            load_pair(pair, scale)
+            hr_img = load_pair(pair, scale)[1]
         except ImageError as error:
-            return str(error)
-        return None
+            return error
+        return hr_img.shape[1], hr_img.shape[0]
 
     with ThreadPoolExecutor(num_workers(workers)) as pool:
-        reasons = list(tqdm(pool.map(reason, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
-    pairs = [p for p, r in zip(candidates, reasons) if r is None]
-    rejects += [Reject(p.name, r) for p, r in zip(candidates, reasons) if r is not None]
+        sizes = list(tqdm(pool.map(hr_size, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
+    common = Counter(size for size in sizes if isinstance(size, tuple)).most_common(1)
+    pairs = []
+    for pair, size in zip(candidates, sizes):
+        if isinstance(size, ImageError):
+            rejects.append(Reject(pair.name, str(size)))
+        elif min(size) < min_hr_side:
+            rejects.append(Reject(pair.name, f"{pair.hr_path}: HR is {size[0]}x{size[1]}, under the {min_hr_side} px "
+                                             f"a side needed to train and score on it"))
+        elif one_size and size != common[0][0]:
+            rejects.append(Reject(pair.name, f"{pair.hr_path}: HR is {size[0]}x{size[1]}; whole-image training "
+                                             f"needs one size, and most pairs are {common[0][0][0]}x{common[0][0][1]}"))
+        else:
+            pairs.append(pair)
     return pairs, sorted(rejects, key=lambda r: r.name)
 
 
 def split_names(names: list[str], val_split: float, seed: int) -> tuple[list[str], list[str]]:
     """The seed's split: sort, random.seed(seed) + random.shuffle, first int(n * (1 - val_split)) train."""
-    if not 0 <= val_split < 1:
-        raise ValueError(f"val_split must be in [0, 1), got {val_split}")
     shuffled = sorted(names)
     random.Random(seed).shuffle(shuffled)  # the same stream as random.seed(seed); random.shuffle
     num_train = int(len(shuffled) * (1 - val_split))

@@ -14,7 +14,7 @@ from sr_core.config import InferenceConfig
 from sr_core.data import Pair, load_pair
 from sr_core.images import ImageError, bicubic_upscale
 from sr_core.inference import model_device, same_size_batches, stack, upscale, upscale_into
-from sr_core.metrics import batch_metrics
+from sr_core.metrics import batch_metrics, min_scored_side
 from sr_core.model import SRResNet
 from sr_core.parallel import num_workers, ordered_map
 
@@ -37,7 +37,7 @@ def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bi
 
     Each pair is decoded once, in `config.workers` threads that also make the bicubic baseline, a
     few pairs ahead of the device, so a large set never sits in memory. Pairs that cannot be used
-    (see `load_pair`) are all reported in one ImageError at the end.
+    (see `load_pair`, and HR images too small to score) are all reported in one ImageError at the end.
     """
     device = model_device(model) if model is not None else torch.device("cpu")
     workers = num_workers(config.workers)
@@ -47,6 +47,10 @@ def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bi
             lr_img, hr_img = load_pair(pair, scale)
         except ImageError as error:
             return error
+        if min(hr_img.shape[:2]) < min_scored_side(scale):
+            side = min_scored_side(scale)
+            return ImageError(f"{pair.hr_path}: HR is {hr_img.shape[1]}x{hr_img.shape[0]}; scoring needs at least "
+                              f"{side}x{side} ({scale} px cut from each border, then SSIM's window)")
         return pair.name, lr_img, hr_img, bicubic_upscale(lr_img, scale) if bicubic else None
 
     rows, errors = [], []

@@ -27,6 +27,12 @@ SSIM_WINDOW = 11  # the Gaussian's support: 2 * int(3.5 * sigma + 0.5) + 1, as s
 STRIP_PIXELS = 1 << 17  # on a CPU, metrics run in strips of rows this large, to stay in cache
 
 
+def min_scored_side(scale: int) -> int:
+    """The smallest HR side the protocol can score: `scale` pixels cut from each border, then
+    SSIM's window."""
+    return 2 * scale + SSIM_WINDOW
+
+
 def _check_shapes(sr_img: np.ndarray, hr_img: np.ndarray) -> None:
     if sr_img.shape != hr_img.shape:
         raise ValueError(f"SR {sr_img.shape} and HR {hr_img.shape} differ in shape")

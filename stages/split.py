@@ -3,22 +3,28 @@
 import logging
 from dataclasses import asdict
 
+from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.data import check_pairs, split_names, write_split
 from sr_core.files import write_csv, write_json
+from sr_core.metrics import min_scored_side
 
 
 def split() -> None:
     params = load_params()
     data, paths = params.data, params.paths
-    pairs, rejects = check_pairs(data.train_lr_dir, data.train_hr_dir, params.model.scale, params.inference.workers)
+    scale, patch_size = params.model.scale, params.train.patch_size
+    # any pair may land in the val split, so each must be large enough to cut a patch from and to score
+    pairs, rejects = check_pairs(data.train_lr_dir, data.train_hr_dir, scale, params.inference.workers,
+                                 min_hr_side=max(patch_size, min_scored_side(scale)), one_size=patch_size == 0)
     write_csv(paths.rejects, [asdict(r) for r in rejects], columns=["name", "reason"])
     for reject in rejects:
         logging.warning("rejected %s: %s", reject.name, reject.reason)
-    if not pairs:
-        raise SystemExit(f"no valid pair in {data.train_lr_dir} and {data.train_hr_dir}; "
-                         f"{len(rejects)} rejected, see {paths.rejects}")
     train_names, val_names = split_names([p.name for p in pairs], params.split.val_split, params.split.seed)
+    if not train_names or not val_names:
+        raise ValueError(f"{len(pairs)} valid pairs in {data.train_lr_dir} and {data.train_hr_dir} ({len(rejects)} "
+                         f"rejected, see {paths.rejects}) split into {len(train_names)} train and {len(val_names)} "
+                         f"val with split.val_split {params.split.val_split}; training needs at least one of each")
     write_split(paths.split, train_names, val_names)
     write_json(paths.split_metrics, {"valid_pairs": len(pairs), "rejected": len(rejects),
                                      "train": len(train_names), "val": len(val_names)})
@@ -27,5 +33,4 @@ def split() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    split()
+    run(split)
