@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from sr_core.checkpoint import load_model
+from sr_core.cli import run
 from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, list_folder
 from sr_core.evaluation import score_pairs, side_by_side, summarize
@@ -69,7 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=EvaluateConfig.sample_crop,
                         help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         inference = config_from(args)
     except ValueError as error:
@@ -79,5 +79,10 @@ def main(argv: list[str] | None = None) -> None:
               args.out_dir / "images.csv", args.out_dir / "metrics.json", args.out_dir / "samples.png")
 
 
+def command() -> None:
+    """The command line: errors a user can act on as one line (see `cli.run`)."""
+    run(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from sr_core.checkpoint import load_model
+from sr_core.cli import run
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images
 from sr_core.inference import add_arguments, config_from, pick_device, upscale_files
@@ -45,7 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compress-level", type=int, default=InferenceConfig.png_compress_level,
                         help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         config = config_from(args, png_compress_level=args.compress_level)
         paths = collect_inputs(args.inputs, args.out)
@@ -56,5 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.info("wrote %d images to %s", len(written), args.out)
 
 
+def command() -> None:
+    """The command line: errors a user can act on as one line (see `cli.run`)."""
+    run(main)
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -2,6 +2,7 @@
 
 import logging
 
+from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.demo import make_demo_data
 
@@ -13,5 +14,4 @@ def demo_data() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    demo_data()
+    run(demo_data)

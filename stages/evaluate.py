@@ -1,9 +1,8 @@
 """Stage evaluate: the best model and bicubic on the val split and `evaluate.benchmarks`."""
 
-import logging
-
 from sr_core.benchmark import benchmark, load_sets
 from sr_core.checkpoint import load_model
+from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.data import read_split
 from sr_core.inference import pick_device
@@ -14,11 +13,10 @@ def evaluate() -> None:
     paths, scale, config = params.paths, params.model.scale, params.evaluate
     _, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
     sets = {"val": val_pairs} | load_sets(config.benchmarks)
-    model = load_model(paths.model, pick_device(params.train.device))
+    model = load_model(paths.model, pick_device(params.train.device), scale)
     benchmark(model, sets, scale, params.inference, config.num_samples, config.sample_crop,
               paths.eval_images, paths.eval_metrics, paths.eval_samples)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    evaluate()
+    run(evaluate)

@@ -1,18 +1,16 @@
 """Stage predict: every test LR image -> a 4x PNG of the same name."""
 
-import logging
-
 from sr_core.checkpoint import load_model
+from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.inference import pick_device, predict_folder
 
 
 def predict() -> None:
     params = load_params()
-    model = load_model(params.paths.model, pick_device(params.train.device))
+    model = load_model(params.paths.model, pick_device(params.train.device), params.model.scale)
     predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    predict()
+    run(predict)

@@ -3,6 +3,7 @@ is renamed into place."""
 
 import logging
 
+from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.submission import write_submission
 
@@ -16,5 +17,4 @@ def submit() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    submit()
+    run(submit)

@@ -3,8 +3,7 @@
 On several GPUs: `torchrun --nproc_per_node=N stages/train.py` (see README).
 """
 
-import logging
-
+from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.data import read_split
 from sr_core.files import write_json
@@ -22,5 +21,4 @@ def train() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    train()
+    run(train)
