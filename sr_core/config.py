@@ -273,7 +273,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """Every param from `path`, which must set each one (see the module's docstring)."""
     path = Path(path)
     try:
-        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        with open(path) as f:  # a stream, so YAML's messages name the file and line
+            values = yaml.load(f, Loader=_UniqueKeyLoader)
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"{path}: cannot read params: {error}") from error
     if not isinstance(values, dict):
