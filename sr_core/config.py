@@ -101,10 +101,13 @@ class DemoConfig(Checked):
 
 @dataclass(frozen=True)
 class DataConfig(Checked):
-    """Paired folders: the same file names in lr/ and hr/, HR exactly `model.scale` times the LR."""
+    """Paired folders: the same file names in lr/ and hr/, HR exactly `model.scale` times the LR;
+    more training folders, each with hr/ and optionally lr/ (without it, each LR is made from its HR
+    by bicubic downscaling, the literature's degradation)."""
 
     train_lr_dir: str = "data/demo/train/lr"
     train_hr_dir: str = "data/demo/train/hr"
+    extra_train_dirs: tuple[str, ...] = ()  # e.g. (../shared/datasets/T91, ../shared/datasets/BSD200)
     test_lr_dir: str = "data/demo/test/lr"
 
 
@@ -131,6 +134,7 @@ class TrainConfig(Checked):
     compile: bool = False  # torch.compile the training step
     decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # decoded training images: auto = memory if they fit
     val_every: int = bounded(1, 1)  # validate every N epochs (and always after the last)
+    time_limit_minutes: float = bounded(0.0, 0)  # end at the first epoch past this; the schedule fits it (0: none)
     seed: int = bounded(0, 0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

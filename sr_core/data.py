@@ -68,18 +68,46 @@ def list_pairs(lr_dir: str | Path | None, hr_dir: str | Path) -> tuple[list[Pair
 def list_folder(folder: str | Path) -> tuple[list[Pair], list[Reject]]:
     """`list_pairs` of a folder holding hr/ and, optionally, lr/ (the benchmark layout)."""
     folder = Path(folder)
-    return list_pairs(folder / "lr" if (folder / "lr").is_dir() else None, folder / "hr")
+    return list_pairs(_lr_dir_of(folder), folder / "hr")
+
+
+def _lr_dir_of(folder: Path) -> Path | None:
+    return folder / "lr" if (folder / "lr").is_dir() else None
+
+
+def _prefixes(extra_dirs: tuple[str | Path, ...] | list[str | Path]) -> dict[str, Path]:
+    """Each extra training folder by its name, which prefixes its pairs' names (`T91/t1.png`)."""
+    folders = {}
+    for folder in map(Path, extra_dirs):
+        if folder.name in folders:
+            raise ValueError(f"{folder}: another training folder is also named {folder.name!r}")
+        folders[folder.name] = folder
+    return folders
+
+
+def training_pairs(lr_dir: str | Path | None, hr_dir: str | Path, extra_dirs: tuple[str | Path, ...] = ()
+                   ) -> tuple[list[Pair], list[Reject]]:
+    """`list_pairs` of the paired folders, plus the pairs of each folder in `extra_dirs` (see
+    `list_folder`) named `FOLDER/FILE`: names stay unique, and without extra folders they are the
+    plain file names the seed's split sorts."""
+    pairs, rejects = list_pairs(lr_dir, hr_dir)
+    for prefix, folder in _prefixes(extra_dirs).items():
+        found, unpaired = list_folder(folder)
+        pairs += [Pair(f"{prefix}/{pair.name}", pair.lr_path, pair.hr_path) for pair in found]
+        rejects += [Reject(f"{prefix}/{reject.name}", reject.reason) for reject in unpaired]
+    return pairs, rejects
 
 
 def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, workers: int = 0, min_hr_side: int = 0,
-                one_size: bool = False) -> tuple[list[Pair], list[Reject]]:
-    """Valid pairs sorted by name, and a Reject for every file that cannot be used.
+                one_size: bool = False, extra_dirs: tuple[str | Path, ...] = ()) -> tuple[list[Pair], list[Reject]]:
+    """Valid pairs sorted by name, and a Reject for every file that cannot be used, from the paired
+    folders and `extra_dirs` (see `training_pairs`).
 
     Each pair is decoded fully, in `workers` threads (0: one per core), and dropped from memory at
     once. A pair whose HR has a side under `min_hr_side` is rejected, and with `one_size` (training
     on whole images, which batches them) so is every pair whose HR size is not the most common one.
     """
-    candidates, rejects = list_pairs(lr_dir, hr_dir)
+    candidates, rejects = training_pairs(lr_dir, hr_dir, extra_dirs)
 
     def hr_size(pair: Pair) -> tuple[int, int] | ImageError:
         try:
@@ -118,7 +146,19 @@ def write_split(path: str | Path, train_names: list[str], val_names: list[str]) 
     write_json(path, {"train": train_names, "val": val_names})
 
 
-def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path) -> tuple[list[Pair], list[Pair]]:
+def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path, extra_dirs: tuple[str | Path, ...] = ()
+               ) -> tuple[list[Pair], list[Pair]]:
     """The train and val pairs that `split` wrote, as paths under the given folders."""
-    split = json.loads(Path(path).read_text())
-    return tuple([Pair(n, Path(lr_dir) / n, Path(hr_dir) / n) for n in split[part]] for part in ("train", "val"))
+    split, folders = json.loads(Path(path).read_text()), _prefixes(extra_dirs)
+
+    def pair(name: str) -> Pair:
+        prefix, _, file = name.rpartition("/")
+        if not prefix:
+            return Pair(name, Path(lr_dir) / name, Path(hr_dir) / name)
+        if prefix not in folders:
+            raise ValueError(f"{path} names {name}, but no folder of data.extra_train_dirs is named {prefix!r}; "
+                             f"run the split stage again")
+        lr_folder = _lr_dir_of(folders[prefix])
+        return Pair(name, lr_folder / file if lr_folder else None, folders[prefix] / "hr" / file)
+
+    return tuple([pair(name) for name in split[part]] for part in ("train", "val"))

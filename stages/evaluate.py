@@ -11,7 +11,8 @@ from sr_core.inference import pick_device
 def evaluate() -> None:
     params = load_params()
     paths, scale, config = params.paths, params.model.scale, params.evaluate
-    _, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
+    data = params.data
+    _, val_pairs = read_split(paths.split, data.train_lr_dir, data.train_hr_dir, data.extra_train_dirs)
     sets = {"val": val_pairs} | load_sets(config.benchmarks)
     model = load_model(paths.model, pick_device(params.train.device), scale)
     benchmark(model, sets, scale, params.inference, config.num_samples, config.sample_crop,

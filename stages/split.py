@@ -16,13 +16,14 @@ def split() -> None:
     scale, patch_size = params.model.scale, params.train.patch_size
     # any pair may land in the val split, so each must be large enough to cut a patch from and to score
     pairs, rejects = check_pairs(data.train_lr_dir, data.train_hr_dir, scale, params.inference.workers,
-                                 min_hr_side=max(patch_size, min_scored_side(scale)), one_size=patch_size == 0)
+                                 min_hr_side=max(patch_size, min_scored_side(scale)), one_size=patch_size == 0,
+                                 extra_dirs=data.extra_train_dirs)
     write_csv(paths.rejects, [asdict(r) for r in rejects], columns=["name", "reason"])
     for reject in rejects:
         logging.warning("rejected %s: %s", reject.name, reject.reason)
     train_names, val_names = split_names([p.name for p in pairs], params.split.val_split, params.split.seed)
     if not train_names or not val_names:
-        raise ValueError(f"{len(pairs)} valid pairs in {data.train_lr_dir} and {data.train_hr_dir} ({len(rejects)} "
+        raise ValueError(f"{len(pairs)} valid training pairs ({len(rejects)} "
                          f"rejected, see {paths.rejects}) split into {len(train_names)} train and {len(val_names)} "
                          f"val with split.val_split {params.split.val_split}; training needs at least one of each")
     write_split(paths.split, train_names, val_names)

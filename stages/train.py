@@ -13,7 +13,8 @@ from sr_core.training import train as train_model
 def train() -> None:
     params = load_params()
     paths = params.paths
-    train_pairs, val_pairs = read_split(paths.split, params.data.train_lr_dir, params.data.train_hr_dir)
+    data = params.data
+    train_pairs, val_pairs = read_split(paths.split, data.train_lr_dir, data.train_hr_dir, data.extra_train_dirs)
     summary = train_model(params, train_pairs, val_pairs, paths.model, paths.history, paths.train_state,
                           paths.decode_cache)
     if summary is not None:  # rank 0
