@@ -104,7 +104,7 @@ def load_train_state(path: str | Path, fingerprint: str, epochs: int) -> dict | 
     if run != fingerprint:
         log.info("%s is from a run with other params (%s, not %s): starting afresh", path, run, fingerprint)
         return None
-    if epoch >= epochs:
+    if epoch >= epochs or state.get("finished"):
         log.info("%s is from a finished run (%d epochs): starting afresh", path, epoch)
         return None
     return state

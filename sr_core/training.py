@@ -3,7 +3,9 @@
 Per epoch: train on batches cut from images decoded once -> (rank 0, every `val_every` epochs and
 after the last) score the val split on the device with the EMA weights when EMA is on -> append a
 history row -> keep the checkpoint with the best val RGB PSNR (the seed's rule) -> write the resume
-state. One device, or several under torchrun (DDP):
+state. With `train.time_limit_minutes`, the last epoch is the first to end past the budget, and the
+learning-rate schedule runs over the budget instead of the nominal epochs (see `schedule_step`).
+One device, or several under torchrun (DDP):
 `train.batch_size` is the global batch, split evenly over the processes, and every process cuts
 its own random patches from the whole train split, so an epoch is the same number of steps and
 samples whatever the number of processes.
@@ -61,6 +63,25 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     return 1.0
 
 
+def schedule_step(step: int, seconds: float, budget: float, total_steps: int) -> int:
+    """The step the learning-rate schedule is at after `seconds` of a run of `budget` seconds
+    (0: none): as far into the nominal `total_steps` as the share of the budget spent, or `step`
+    if that is further. So a budget shorter than the nominal epochs still gets the whole schedule
+    (a cosine reaches 0 as the time runs out)."""
+    if not budget:
+        return step
+    return max(step, int(total_steps * seconds / budget))
+
+
+def agreed(value: float, world_size: int, device: torch.device) -> float:
+    """Rank 0's `value` on every rank: times that steer the schedule and the stop must not differ."""
+    if world_size == 1:
+        return value
+    shared = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(shared, 0)
+    return shared.item()
+
+
 def start_processes(device_name: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device); under torchrun, joins the process group (NCCL on GPUs, else gloo)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -98,7 +119,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
            if cfg.ema_decay else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg, steps_per_epoch))
+    budget = 60 * cfg.time_limit_minutes
     in_memory = cfg.decode_cache == "memory" or (
         cfg.decode_cache == "auto" and fits_in_memory(train_pairs + val_pairs, scale))
     cache_dir, workers = (None if in_memory else decode_cache_dir), params.inference.workers
@@ -109,13 +130,13 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                    if is_main else None)
     loss_fn = LOSSES[cfg.loss]
 
-    history, best, first_epoch = [], None, 1
+    history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
     run_id = fingerprint(params, train_pairs, val_pairs)
     state = load_train_state(state_path, run_id, cfg.epochs)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        elapsed = state["elapsed"]
         if ema is not None:
             ema.load_state_dict(state["ema"])
         batcher.set_state(state["batcher_rng"][rank])
@@ -133,28 +154,36 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                  sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
                  len(val_pairs), steps_per_epoch, cfg.batch_size)
 
+    step_seconds = elapsed / ((first_epoch - 1) * steps_per_epoch) if first_epoch > 1 else 0.0  # the last pace
+    stopped_by = "epochs"
     for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        for _ in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+        for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
                       leave=False, disable=not is_main):
+            step = schedule_step((epoch - 1) * steps_per_epoch + i, elapsed + i * step_seconds, budget,
+                                 cfg.epochs * steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = params.lr * lr_factor(step, cfg, steps_per_epoch)
             lr_img, hr_img = batcher.sample(cfg.batch_size // world_size)
             with autocast(device, cfg.bf16):  # bf16 matmuls and convolutions; BatchNorm statistics stay float32
                 loss = loss_fn(step_model(lr_img), hr_img)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
             loss_sum += loss.detach()
         if world_size > 1:
             dist.all_reduce(loss_sum)
+        # decided before validation, so that the last epoch is validated
+        out_of_time = budget > 0 and elapsed + agreed(time.perf_counter() - epoch_start, world_size, device) >= budget
+        last = epoch == cfg.epochs or out_of_time
         batcher_states = gather_states(batcher.state(), world_size)  # a collective: every rank joins
         if is_main:
             eval_model = ema.module if ema is not None else model
-            validated = epoch % cfg.val_every == 0 or epoch == cfg.epochs
+            validated = epoch % cfg.val_every == 0 or last
             val = validate(eval_model, val_batches, params.inference) if validated else {}
             row = {
                 "epoch": epoch,
@@ -170,15 +199,24 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             if validated and (best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]):
                 best = {**row, "state_dict": copy_state(eval_model)}
                 save_best(model_path, params, best)
+        epoch_seconds = agreed(time.perf_counter() - epoch_start, world_size, device)
+        elapsed, step_seconds = elapsed + epoch_seconds, epoch_seconds / steps_per_epoch
+        if is_main:
             save_train_state(state_path, {
-                "fingerprint": run_id, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "fingerprint": run_id, "epoch": epoch, "finished": last, "elapsed": elapsed,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
                 "batcher_rng": batcher_states, "history": history, "best": best,
             })
             log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
                      f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
                      f"(Y {row['val_psnr_y']:.3f} dB)" if validated else "not validated", row["seconds"])
+        if out_of_time:
+            stopped_by = "time limit"
+            if is_main:
+                log.info("stopping after epoch %d of %d: %.1f of %g minutes spent", epoch, cfg.epochs, elapsed / 60,
+                         cfg.time_limit_minutes)
+            break
     if world_size > 1:
         dist.destroy_process_group()
     if not is_main:
@@ -187,8 +225,11 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         "best_epoch": best["epoch"],
         "best_val_psnr_rgb": best["val_psnr_rgb"],
         "best_val_psnr_y": best["val_psnr_y"],
-        "epochs": cfg.epochs,
-        "steps": cfg.epochs * steps_per_epoch,
+        "epochs": len(history),
+        "nominal_epochs": cfg.epochs,
+        "stopped_by": stopped_by,  # epochs | time limit
+        "time_limit_minutes": cfg.time_limit_minutes,
+        "steps": len(history) * steps_per_epoch,
         "num_params": sum(p.numel() for p in model.parameters()),
         "device": f"{world_size} x {device.type}",
         "train_seconds": sum(row["seconds"] for row in history),

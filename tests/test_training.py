@@ -1,4 +1,5 @@
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from sr_core.checkpoint import load_model
 from sr_core.config import Params, TrainConfig
 from sr_core.data import check_pairs, write_split
 from sr_core.model import ModelConfig
-from sr_core.training import copy_state, fingerprint, lr_factor, train
+from sr_core.training import copy_state, fingerprint, lr_factor, schedule_step, train
 
 
 
@@ -30,6 +31,13 @@ def test_lr_schedules():
     assert [lr_factor(s, warm, 2) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
     step = TrainConfig(epochs=10, schedule="step", step_epochs=3, step_gamma=0.1)
     assert [lr_factor(s, step, 2) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+
+
+def test_a_time_budget_stretches_the_schedule_over_it():
+    assert schedule_step(7, 1000.0, 0, 100) == 7  # no budget: the step itself
+    assert schedule_step(7, 30.0, 60.0, 100) == 50  # half the budget spent: half the schedule
+    assert schedule_step(70, 30.0, 60.0, 100) == 70  # ahead of the clock: the step
+    assert lr_factor(schedule_step(10, 60.0, 60.0, 100), TrainConfig(epochs=10, schedule="cosine"), 10) == 0.0
 
 
 def test_fingerprint_ignores_how_but_not_what(paired_folder):
@@ -217,3 +225,32 @@ def test_validation_equals_the_reference_metrics(paired_folder):
         reference = [image_metrics(upscale(model, lr_img), hr_img, 4, ssim=False) for lr_img, hr_img in decoded]
         for key in ("psnr_rgb", "psnr_y", "mae", "mse"):
             assert val[key] == pytest.approx(sum(r[key] for r in reference) / len(reference), rel=1e-5), key
+
+
+def test_training_stops_at_the_first_epoch_past_the_time_budget(paired_folder, monkeypatch):
+    """A fake clock that advances one second per training step (validation takes no time): 4 steps
+    an epoch, a 10-second budget, 10 nominal epochs. Epochs 1 and 2 end at 4 and 8 s; epoch 3 ends
+    at 12 s, past the budget, and is the last; the cosine, laid over the budget, reaches 0 there."""
+    import types
+    import sr_core.training
+    from sr_core.batches import PatchBatcher
+    clock = [0.0]
+    monkeypatch.setattr(sr_core.training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    sample = PatchBatcher.sample
+
+    def timed_sample(self, batch_size):
+        clock[0] += 1.0
+        return sample(self, batch_size)
+    monkeypatch.setattr(PatchBatcher, "sample", timed_sample)
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    out = paired_folder / "out"
+    params = tiny_params(epochs=10, val_every=5, time_limit_minutes=10 / 60)
+    summary = train(params, pairs[:4], pairs[4:], out / "best.pt", out / "history.csv", out / "last.pt", out / "c")
+    assert (summary["epochs"], summary["nominal_epochs"], summary["stopped_by"]) == (3, 10, "time limit")
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(row["seconds"]) for row in rows] == [4.0, 4.0, 4.0]
+    assert [bool(row["val_psnr_rgb"]) for row in rows] == [False, False, True]  # the last epoch is validated
+    cosine = [0.5 * (1 + math.cos(math.pi * step / 40)) * 1e-3 for step in (3, 28)]
+    assert [float(row["lr"]) for row in rows] == pytest.approx(cosine + [0.0])
+    assert torch.load(out / "last.pt", weights_only=True)["finished"]
