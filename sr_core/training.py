@@ -63,12 +63,12 @@ def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
     return 1.0
 
 
-def schedule_step(step: int, seconds: float, budget: float, total_steps: int) -> int:
+def schedule_step(step: int, seconds: float, budget: float, total_steps: int, warmup_steps: int = 0) -> int:
     """The step the learning-rate schedule is at after `seconds` of a run of `budget` seconds
     (0: none): as far into the nominal `total_steps` as the share of the budget spent, or `step`
     if that is further. So a budget shorter than the nominal epochs still gets the whole schedule
-    (a cosine reaches 0 as the time runs out)."""
-    if not budget:
+    (a cosine reaches 0 as the time runs out). The warmup counts steps taken, whatever the budget."""
+    if not budget or step < warmup_steps:
         return step
     return max(step, int(total_steps * seconds / budget))
 
@@ -163,7 +163,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
                       leave=False, disable=not is_main):
             step = schedule_step((epoch - 1) * steps_per_epoch + i, elapsed + i * step_seconds, budget,
-                                 cfg.epochs * steps_per_epoch)
+                                 cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = params.lr * lr_factor(step, cfg, steps_per_epoch)
             lr_img, hr_img = batcher.sample(cfg.batch_size // world_size)

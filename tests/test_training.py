@@ -37,6 +37,7 @@ def test_a_time_budget_stretches_the_schedule_over_it():
     assert schedule_step(7, 1000.0, 0, 100) == 7  # no budget: the step itself
     assert schedule_step(7, 30.0, 60.0, 100) == 50  # half the budget spent: half the schedule
     assert schedule_step(70, 30.0, 60.0, 100) == 70  # ahead of the clock: the step
+    assert schedule_step(5, 30.0, 60.0, 100, warmup_steps=10) == 5  # the warmup is taken step by step
     assert lr_factor(schedule_step(10, 60.0, 60.0, 100), TrainConfig(epochs=10, schedule="cosine"), 10) == 0.0
 
 
