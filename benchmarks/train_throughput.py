@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.functional import pil_to_tensor
 
 from sr_core.batches import PatchBatcher, decode_pairs
 from sr_core.data import Pair
@@ -31,7 +30,12 @@ from sr_core.images import bicubic_downscale
 from sr_core.model import ModelConfig, SRResNet
 
 FLOP_PER_HR_PIXEL = 0.83e6  # SRResNet-16x64, forward + backward, per HR pixel per step
-H200_BF16_PEAK = 790e12  # dense bf16 FLOP/s
+BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 FLOP/s (SXM boards; H200 NVL: 835e12)
+
+
+def bf16_peak(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU, by its name, or None if not known here."""
+    return next((peak for name, peak in BF16_PEAKS.items() if name in device_name), None)
 
 
 def make_pairs(folder: Path, count: int, width: int, height: int, scale: int) -> list[Pair]:
@@ -61,8 +65,8 @@ class SeedDataset(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pair = self.pairs[index]
-        return tuple(pil_to_tensor(Image.open(p).convert("RGB")).float().div(255)
+        pair = self.pairs[index]  # as torchvision's ToTensor, which a lent GPU machine may not have
+        return tuple(torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float().div(255)
                      for p in (pair.lr_path, pair.hr_path))
 
 
@@ -83,9 +87,10 @@ def time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def seed_loop(pairs: list[Pair], device: torch.device, steps: int, workers: int) -> float:
-    """HR MPix/s of the seed's loop."""
-    model = SRResNet(ModelConfig()).to(device).train()
+def seed_loop(pairs: list[Pair], device: torch.device, steps: int, workers: int,
+              config: ModelConfig = ModelConfig()) -> float:
+    """HR MPix/s of the seed's loop (on the seed's network unless `config` says otherwise)."""
+    model = SRResNet(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loader = DataLoader(SeedDataset(pairs), batch_size=8, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
@@ -103,15 +108,17 @@ def seed_loop(pairs: list[Pair], device: torch.device, steps: int, workers: int)
         loss.backward()
         optimizer.step()
 
-    hr_pixels = 8 * pil_to_tensor(Image.open(pairs[0].hr_path)).shape[1:].numel()
+    width, height = Image.open(pairs[0].hr_path).size
+    hr_pixels = 8 * width * height
     return hr_pixels / time_steps(step, steps, 1, device) / 1e6
 
 
-def engine(batcher: PatchBatcher, batch_size: int, patch_size: int, device: torch.device, steps: int,
-           compile_model: bool) -> float:
-    """HR MPix/s of this project's training step at its best settings for `device`."""
+def engine(batcher: PatchBatcher, batch_size: int, sample_pixels: int, device: torch.device, steps: int,
+           compile_model: bool, bf16: bool = True, config: ModelConfig = ModelConfig()) -> float:
+    """HR MPix/s of this project's training step (channels_last on CUDA, and bf16 autocast there
+    with `bf16`), `sample_pixels` HR pixels per sample."""
     cuda = device.type == "cuda"
-    model = SRResNet(ModelConfig()).to(device).train()
+    model = SRResNet(config).to(device).train()
     if cuda:
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
@@ -120,13 +127,13 @@ def engine(batcher: PatchBatcher, batch_size: int, patch_size: int, device: torc
 
     def step() -> None:
         lr_img, hr_img = batcher.sample(batch_size)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
             loss = F.l1_loss(forward(lr_img), hr_img)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return batch_size * patch_size**2 / time_steps(step, steps, 3 if compile_model else 1, device) / 1e6
+    return batch_size * sample_pixels / time_steps(step, steps, 3 if compile_model else 1, device) / 1e6
 
 
 def main() -> None:
@@ -153,14 +160,15 @@ def main() -> None:
         start = time.perf_counter()
         batcher = PatchBatcher(decode_pairs(pairs, 4), 4, args.patch_size, True, device, seed=0)
         decode_seconds = time.perf_counter() - start
-        ours = engine(batcher, args.batch_size, args.patch_size, device, args.steps, args.compile)
+        ours = engine(batcher, args.batch_size, args.patch_size**2, device, args.steps, args.compile)
         settings = "bf16, channels_last" + (", compiled" if args.compile else "") if cuda else "fp32 (CPU)"
         print(f"(b) this engine ({settings}, batch {args.batch_size} of {args.patch_size} px): "
               f"{ours:9.3f} HR MPix/s  (decoding once took {decode_seconds:.1f} s)")
         print(f"ratio (b) / (a): {ours / seed:.2f}x")
-        if cuda:
-            print(f"(b) reaches {ours * 1e6 * FLOP_PER_HR_PIXEL / H200_BF16_PEAK:.1%} of an H200's dense bf16 "
-                  f"peak ({FLOP_PER_HR_PIXEL / 1e6:.2f} MFLOP per HR pixel per step)")
+        peak = bf16_peak(torch.cuda.get_device_name()) if cuda else None
+        if peak:
+            print(f"(b) reaches {ours * 1e6 * FLOP_PER_HR_PIXEL / peak:.1%} of the device's dense bf16 peak "
+                  f"({FLOP_PER_HR_PIXEL / 1e6:.2f} MFLOP per HR pixel per step)")
 
         consumed = ours * 1e6 / args.patch_size**2
         loader = args.batch_size * 50 / time_steps(lambda: batcher.sample(args.batch_size), 50, 2, device) / 50

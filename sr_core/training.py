@@ -161,7 +161,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         model.train()
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
-                      leave=False, disable=not is_main):
+                      leave=False, disable=None if is_main else True):  # None: off when not on a terminal
             step = schedule_step((epoch - 1) * steps_per_epoch + i, elapsed + i * step_seconds, budget,
                                  cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
             for group in optimizer.param_groups:

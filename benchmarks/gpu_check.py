@@ -1,0 +1,287 @@
+"""One command for a lent GPU machine: everything that needs a GPU, measured in one run, each part
+time-boxed, every result kept even if the run is cut short.
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --data gpu_data --out $OUT     # on the lent machine
+    python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check                  # every part, tiny, on a CPU
+
+--data holds datasets/{T91,BSD200}/hr and benchmarks/x4/{Set5,Set14,BSD100}, laid out as ../shared
+is (copy them there: ../shared does not travel to the lent machine). The parts, in order; each is
+added to OUT/gpu_check.json (rewritten whole after each part) and printed as a table when it ends:
+
+  environment   GPU, memory, torch / CUDA / cuDNN versions
+  throughput    training at full size (HR 1920x1080): the seed-style loop against the engine on
+                whole images and on 96 px patches, bf16 and compile on and off; HR MPix/s and MFU
+  real_scale    validation of 675 and predict+submit of 500 1080p images, measured on a fraction
+                and projected (labelled so)
+  general       the general model (the seed's SRResNet on T91 + BSD200, patches, flips, cosine)
+                trained under a time budget, then Set5 / Set14 / BSD100 next to bicubic and the
+                published SRResNet row
+  bf16          bf16 against fp32 inference of that model: PSNR-Y on Set5
+
+It needs only what the lent machine has (torch, numpy, Pillow, scikit-image, tqdm, pyyaml, psutil):
+no dvc, no network. --smoke runs every part at tiny sizes on the CPU with synthetic data.
+"""
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the tables stay readable
+
+import argparse
+import dataclasses
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+import torch
+from PIL import Image
+
+from real_scale import synthesize  # this folder is on the path when a script here runs
+from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs
+from sr_core.benchmark import load_sets
+from sr_core.checkpoint import load_model
+from sr_core.config import InferenceConfig, ModelConfig, Params, TrainConfig
+from sr_core.data import check_pairs, split_names
+from sr_core.evaluation import score_pairs, summarize
+from sr_core.files import write_json
+from sr_core.images import bicubic_downscale, write_png
+from sr_core.inference import upscale_files
+from sr_core.metrics import min_scored_side
+from sr_core.model import SRResNet
+from sr_core.submission import write_submission
+from sr_core.training import train, validate
+from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, make_pairs, seed_loop, time_steps
+
+SCALE = 4
+BENCHMARKS = ("Set5", "Set14", "BSD100")
+PUBLISHED_SRRESNET = {"Set5": (32.05, 0.9019), "Set14": (28.49, 0.8184), "BSD100": (27.58, 0.7620)}  # Ledig et al.
+FULL = {"val": 675, "test": 500}  # the reference task's val split and test set
+
+
+def sizes(smoke: bool) -> dict:
+    """Everything that differs between a real run and a smoke run."""
+    if smoke:
+        return dict(width=192, height=108, pairs=8, steps=1, patch_batch=8, val_images=2, test_images=2,
+                    model=ModelConfig(num_blocks=1, num_features=8), batch_size=4, patches_per_image=2,
+                    val_every=2, minutes={"throughput": 0.5, "real_scale": 0.3, "general": 0.1, "bf16": 0.3})
+    return dict(width=1920, height=1080, pairs=16, steps=10, patch_batch=128, val_images=32, test_images=32,
+                model=ModelConfig(), batch_size=64, patches_per_image=64, val_every=5,
+                minutes={"throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5})
+
+
+def make_smoke_data(folder: Path) -> Path:
+    """Tiny stand-ins for ../shared: HR-only training sets and paired benchmark sets, cut from the
+    photographs inside scikit-image."""
+    photos = [np.asarray(Image.fromarray(getattr(skimage.data, name)()).convert("RGB"))
+              for name in ("astronaut", "coffee", "chelsea", "rocket")]
+    for set_index, name in enumerate(("T91", "BSD200")):
+        for i, photo in enumerate(photos):
+            write_png(folder / "datasets" / name / "hr" / f"{i}.png", photo[40 * set_index:][:96, 100 * i:][:, :120])
+    for set_index, name in enumerate(BENCHMARKS):
+        for i, photo in enumerate(photos[:2]):
+            hr_img = photo[200 + 30 * set_index:][:64, 150 * i:][:, :64]
+            write_png(folder / "benchmarks" / "x4" / name / "hr" / f"{i}.png", hr_img)
+            write_png(folder / "benchmarks" / "x4" / name / "lr" / f"{i}.png", bicubic_downscale(hr_img, SCALE))
+    return folder
+
+
+def environment(device: torch.device) -> list[dict]:
+    cuda = device.type == "cuda"
+    props = torch.cuda.get_device_properties(device) if cuda else None
+    return [{
+        "device": props.name if cuda else f"cpu ({platform.machine()})",
+        "memory_gib": round(props.total_memory / 2**30, 1) if cuda else None,
+        "bf16_peak_tflops": (bf16_peak(props.name) or 0) / 1e12 if cuda else None,
+        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+        "python": platform.python_version(), "cpu_cores": len(os.sched_getaffinity(0)),
+    }]
+
+
+def throughput(device: torch.device, size: dict, work: Path, deadline: float) -> list[dict]:
+    """HR MPix/s of training at full size: the seed-style loop, then the engine in each setting,
+    as many as the time box holds (compile last: its first steps compile)."""
+    pairs = make_pairs(work / "throughput", size["pairs"], size["width"], size["height"], SCALE)
+    decoded = decode_pairs(pairs, SCALE)
+    whole = PatchBatcher(decoded, SCALE, 0, False, device, seed=0)
+    patches = PatchBatcher(decoded, SCALE, 96, True, device, seed=0)
+    cuda, image_pixels = device.type == "cuda", size["width"] * size["height"]
+    peak = bf16_peak(torch.cuda.get_device_name(device)) if cuda else None
+    model, workers = size["model"], min(8, len(os.sched_getaffinity(0)))
+    runs = [("seed loop: fp32, PIL per item, whole images", 8,
+             lambda: seed_loop(pairs, device, size["steps"], workers, model))]
+    for bf16 in (True, False):
+        runs.append((f"engine: whole images, {'bf16' if bf16 else 'fp32'}", 8,
+                     lambda bf16=bf16: engine(whole, 8, image_pixels, device, size["steps"], False, bf16, model)))
+    for bf16, compiled in ((True, False), (False, False), (True, True)):
+        batch = size["patch_batch"]
+        if compiled and not cuda:
+            continue  # compiling for a CPU takes minutes and says nothing about the GPU
+        runs.append((f"engine: 96 px patches, {'bf16' if bf16 else 'fp32'}{', compiled' if compiled else ''}", batch,
+                     lambda bf16=bf16, compiled=compiled, batch=batch:
+                     engine(patches, batch, 96 * 96, device, size["steps"], compiled, bf16, model)))
+    rows, seed = [], None
+    for name, batch, run in runs:
+        if time.monotonic() > deadline:
+            rows.append({"setting": name, "status": "skipped: time box spent"})
+            continue
+        mpix = run()
+        seed = seed or mpix
+        rows.append({"setting": name, "batch": batch, "hr_mpix_per_s": round(mpix, 3),
+                     "vs_seed_loop": round(mpix / seed, 2),
+                     "mfu": round(mpix * 1e6 * FLOP_PER_HR_PIXEL / peak, 4) if peak else None})
+    return rows
+
+
+def real_scale(device: torch.device, size: dict, work: Path) -> list[dict]:
+    """Validation and predict+submit at the reference size, on a fraction of the images, projected
+    to the full counts (the projection is labelled as such)."""
+    model = SRResNet(size["model"]).to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    inference = InferenceConfig()
+    count = max(size["val_images"], size["test_images"])
+    pairs = synthesize(work / "real_scale", count, size["width"], size["height"])
+    start = time.perf_counter()
+    decoded = decode_pairs(pairs[:size["val_images"]], SCALE)
+    decode_seconds = time.perf_counter() - start
+    batches = ImageBatches(decoded, inference.tile, device)
+    validate(model, batches, inference)  # warm-up: cuDNN picks its kernels
+    val_seconds = time_steps(lambda: validate(model, batches, inference), 1, 0, device)
+
+    test_paths = [pair.lr_path for pair in pairs[:size["test_images"]]]
+    test_dir = work / "real_scale" / "test"
+    test_dir.mkdir()
+    for path in test_paths:
+        (test_dir / path.name).symlink_to(path)
+    start = time.perf_counter()
+    upscale_files(model, sorted(test_dir.iterdir()), work / "real_scale" / "pred", inference)
+    predict_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    write_submission(test_dir, work / "real_scale" / "pred", work / "real_scale" / "submission.csv", SCALE)
+    submit_seconds = time.perf_counter() - start
+
+    def row(what: str, seconds: float, measured: int, full: int) -> dict:
+        return {"what": what, "measured_images": measured, "measured_s": round(seconds, 3),
+                "per_image_s": round(seconds / measured, 5), "full_images": full,
+                "projected_full_s": round(seconds / measured * full, 1)}
+    return [row("decode val pairs once (host threads)", decode_seconds, size["val_images"], FULL["val"]),
+            row("validation (no SSIM), on the device", val_seconds, size["val_images"], FULL["val"]),
+            row("predict: decode, network, PNG encode", predict_seconds, size["test_images"], FULL["test"]),
+            row("submit: encode and check every row", submit_seconds, size["test_images"], FULL["test"])]
+
+
+def general(device: torch.device, size: dict, data: Path, out: Path, minutes: float, residual: bool,
+            work: Path) -> list[dict]:
+    """The general model under a time budget, then the benchmarks next to bicubic and the published
+    SRResNet row. Returns the rows; the model is left at OUT/general/best.pt."""
+    patch = 96
+    pairs, rejects = check_pairs(None, data / "datasets" / "T91" / "hr", SCALE,
+                                 min_hr_side=max(patch, min_scored_side(SCALE)),
+                                 extra_dirs=(data / "datasets" / "BSD200",))
+    by_name = {pair.name: pair for pair in pairs}
+    train_names, val_names = split_names(list(by_name), 0.15, 42)
+    config = TrainConfig(epochs=100_000, batch_size=size["batch_size"], patch_size=patch,
+                         patches_per_image=size["patches_per_image"], schedule="cosine", warmup_epochs=1,
+                         val_every=size["val_every"], time_limit_minutes=minutes, device=device.type)
+    # the README's general setting: at 5e-4 the seed's network with a bicubic residual loses its
+    # upsampler's ReLUs within tens of steps (measured), so 1e-4, as the seed
+    params = Params(lr=1e-4, model=dataclasses.replace(size["model"], bicubic_residual=residual), train=config)
+    folder = out / "general"
+    summary = train(params, [by_name[n] for n in train_names], [by_name[n] for n in val_names], folder / "best.pt",
+                    folder / "history.csv", folder / "last.pt", work / "cache")
+    model = load_model(folder / "best.pt", device)
+    rows = [{"set": "training", "pairs": len(pairs), "rejected": len(rejects), "epochs": summary["epochs"],
+             "steps": summary["steps"], "train_minutes": round(summary["train_seconds"] / 60, 2),
+             "best_val_psnr_y": round(summary["best_val_psnr_y"], 3), "bicubic_residual": residual}]
+    sets = load_sets([data / "benchmarks" / "x4" / name for name in BENCHMARKS])
+    for name, set_pairs in sets.items():
+        means = summarize(score_pairs(set_pairs, SCALE, model, bicubic=True, config=InferenceConfig()))
+        rows.append({"set": name, "psnr_y": round(means["model"]["psnr_y"], 3),
+                     "ssim": round(means["model"]["ssim"], 4), "bicubic_psnr_y": round(means["bicubic"]["psnr_y"], 3),
+                     "bicubic_ssim": round(means["bicubic"]["ssim"], 4),
+                     "published_srresnet": "{} / {}".format(*PUBLISHED_SRRESNET[name])})
+    return rows
+
+
+def bf16_against_fp32(device: torch.device, data: Path, out: Path) -> list[dict]:
+    """PSNR-Y on Set5 of the general model with bf16 autocast and without (on a CPU both are fp32)."""
+    model = load_model(out / "general" / "best.pt", device)
+    set5 = load_sets([data / "benchmarks" / "x4" / "Set5"])["Set5"]
+    psnr = {bf16: summarize(score_pairs(set5, SCALE, model, bicubic=True, config=InferenceConfig(bf16=bf16)))
+            ["model"]["psnr_y"] for bf16 in (True, False)}
+    difference = psnr[True] - psnr[False]
+    return [{"set": "Set5", "psnr_y_bf16": round(psnr[True], 4), "psnr_y_fp32": round(psnr[False], 4),
+             "difference_db": round(difference, 4), "within_0.05_db": abs(difference) < 0.05}]
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in columns) + " |")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared"), help="datasets/ and benchmarks/x4/ (see above)")
+    parser.add_argument("--out", type=Path, required=True, help="where gpu_check.json and the general model go")
+    parser.add_argument("--minutes", type=float, default=8.0, help="the whole run's time box")
+    parser.add_argument("--general-minutes", type=float, default=None, help="the general model's training budget")
+    parser.add_argument("--no-residual", action="store_true", help="the general model without the bicubic residual")
+    parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes on the CPU, synthetic data")
+    args = parser.parse_args()
+    start = time.monotonic()
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    size = sizes(args.smoke)
+    budget = size["minutes"] | ({"general": args.general_minutes} if args.general_minutes else {})
+    report = {"command": " ".join(sys.argv), "smoke": args.smoke, "parts": []}
+    results = args.out / "gpu_check.json"
+
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        data = make_smoke_data(work / "data") if args.smoke else args.data
+
+        def minutes_left() -> float:
+            return args.minutes - (time.monotonic() - start) / 60
+
+        def part(name: str, run: Callable[[float], list[dict]], minutes: float = 0.0) -> None:
+            """Runs one part if `minutes` of the whole run's time box are left, records it (or why
+            not) and prints it; `run` gets its deadline."""
+            entry = {"part": name}
+            if minutes < 0 or minutes_left() < minutes:
+                entry["status"] = f"skipped: {60 * minutes_left():.0f} s left of the time box"
+            else:
+                began = time.monotonic()
+                try:
+                    entry["rows"] = run(began + 60 * minutes)
+                    entry["status"] = "ok"
+                except Exception as error:  # noqa: BLE001 (one part's failure must not cost the others' results)
+                    entry["status"] = f"failed: {type(error).__name__}: {error}"
+                    entry["traceback"] = traceback.format_exc()
+                entry["seconds"] = round(time.monotonic() - began, 1)
+            report["parts"].append(entry)
+            write_json(results, report)
+            print_table(f"{name} ({entry['status']}, {entry.get('seconds', 0)} s)", entry.get("rows", []))
+
+        part("environment", lambda deadline: environment(device))
+        part("throughput", lambda deadline: throughput(device, size, work, deadline), budget["throughput"])
+        part("real_scale", lambda deadline: real_scale(device, size, work), budget["real_scale"])
+        # what is left after scoring and the last part, at most the general budget
+        general_minutes = min(budget["general"], minutes_left() - 2 * budget["bf16"])
+        part("general", lambda deadline: general(device, size, data, args.out, general_minutes,
+                                                 not args.no_residual, work), general_minutes)
+        part("bf16", lambda deadline: bf16_against_fp32(device, data, args.out), budget["bf16"])
+    print(f"\n{results}: {sum(p['status'] == 'ok' for p in report['parts'])} of {len(report['parts'])} parts ok, "
+          f"{time.monotonic() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

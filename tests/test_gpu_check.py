@@ -1,0 +1,46 @@
+"""benchmarks/gpu_check.py at tiny sizes on the CPU (--smoke): every part runs and is recorded, so
+the command is known to work before a GPU machine is lent."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+PARTS = ["environment", "throughput", "real_scale", "general", "bf16"]
+
+
+def run_check(out, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--out", str(out), *args],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_smoke_run_measures_every_part(tmp_path):
+    result = run_check(tmp_path, "--smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    parts = {part["part"]: part for part in report["parts"]}
+    assert list(parts) == PARTS
+    assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(PARTS, "ok")
+    throughput = parts["throughput"]["rows"]
+    assert [row["setting"] for row in throughput][:3] == ["seed loop: fp32, PIL per item, whole images",
+                                                         "engine: whole images, bf16", "engine: whole images, fp32"]
+    assert all(row["hr_mpix_per_s"] > 0 for row in throughput)
+    assert [row["full_images"] for row in parts["real_scale"]["rows"]] == [675, 675, 500, 500]
+    training, *sets = parts["general"]["rows"]
+    assert training["epochs"] >= 1 and training["steps"] >= 1
+    assert [row["set"] for row in sets] == ["Set5", "Set14", "BSD100"]
+    assert all(row["psnr_y"] > 10 and row["bicubic_psnr_y"] > 10 for row in sets)
+    assert parts["bf16"]["rows"][0]["difference_db"] == 0.0  # the CPU runs both in fp32
+    assert (tmp_path / "general" / "best.pt").is_file()
+    for name in PARTS:
+        assert f"## {name} (ok" in result.stdout
+
+
+def test_parts_that_do_not_fit_the_time_box_are_recorded_as_skipped(tmp_path):
+    result = run_check(tmp_path, "--smoke", "--minutes", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [part["part"] for part in report["parts"]] == PARTS
+    assert all(part["status"].startswith("skipped:") for part in report["parts"][1:])
