@@ -188,9 +188,9 @@ def general(device: torch.device, size: dict, data: Path, out: Path, minutes: fl
     config = TrainConfig(epochs=100_000, batch_size=size["batch_size"], patch_size=patch,
                          patches_per_image=size["patches_per_image"], schedule="cosine", warmup_epochs=1,
                          val_every=size["val_every"], time_limit_minutes=minutes, device=device.type)
-    # the README's general setting: at 5e-4 the seed's network with a bicubic residual loses its
-    # upsampler's ReLUs within tens of steps (measured), so 1e-4, as the seed
-    params = Params(lr=1e-4, model=dataclasses.replace(size["model"], bicubic_residual=residual), train=config)
+    # the README's general setting's rate: at 5e-4 the seed's network with a bicubic residual loses
+    # its upsampler's ReLUs within tens of steps (measured on the CPU)
+    params = Params(lr=2e-4, model=dataclasses.replace(size["model"], bicubic_residual=residual), train=config)
     folder = out / "general"
     summary = train(params, [by_name[n] for n in train_names], [by_name[n] for n in val_names], folder / "best.pt",
                     folder / "history.csv", folder / "last.pt", work / "cache")

@@ -1,3 +1,6 @@
+import shlex
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -40,24 +43,37 @@ def test_non_positive_lr_is_an_error(tmp_path):
         load_params(write_params(tmp_path, {"lr": 0}))
 
 
-def test_readme_seed_command_gives_the_seed_setting():
+def readme_experiment(name: str) -> Params:
+    """The params of the README's `dvc exp run -n NAME ...` line, `-S key=value` applied as DVC does
+    (each key must already be in params.yaml, or DVC would not override it)."""
     lines = (REPO / "README.md").read_text().splitlines()
-    line = next(text for text in lines if text.startswith("dvc exp run -n seed"))
+    words = shlex.split(next(text for text in lines if text.startswith(f"dvc exp run -n {name} ")))
     values = yaml.safe_load((REPO / "params.yaml").read_text())
-    words = line.split()
     for flag, assignment in zip(words, words[1:]):
-        if flag == "-S":  # apply `-S a.b=value` as DVC does
-            key, value = assignment.split("=")
+        if flag == "-S":
+            key, value = assignment.split("=", 1)
             *parents, leaf = key.split(".")
             target = values
             for parent in parents:
                 target = target[parent]
             assert leaf in target, f"{key} is not in params.yaml, so DVC would not override it"
             target[leaf] = yaml.safe_load(value)
-    params = build(Params, values)
+    return build(Params, values, complete=True)
+
+
+def test_readme_seed_command_gives_the_seed_setting():
+    params = readme_experiment("seed")
     model = SRResNet(params.model)
     assert sum(p.numel() for p in model.parameters()) == 1_549_443
     assert params.lr == 1e-4
     assert (params.train.epochs, params.train.batch_size, params.train.patch_size) == (100, 8, 0)
     assert (params.train.schedule, params.train.loss, params.train.augment) == ("constant", "l1", False)
     assert (params.split.val_split, params.split.seed) == (0.15, 42)
+
+
+def test_readme_general_command_gives_the_general_setting():
+    params = readme_experiment("general")
+    assert sum(p.numel() for p in SRResNet(params.model).parameters()) == 1_549_443  # the seed's network
+    assert params.data.extra_train_dirs == ("../shared/datasets/T91", "../shared/datasets/BSD200")
+    assert [Path(folder).name for folder in params.evaluate.benchmarks] == ["Set5", "Set14", "BSD100"]
+    assert (params.train.schedule, params.train.time_limit_minutes, params.train.augment) == ("cosine", 10, True)
