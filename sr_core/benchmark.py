@@ -14,7 +14,7 @@ from sr_core.checkpoint import load_model
 from sr_core.cli import run
 from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, list_folder
-from sr_core.evaluation import score_pairs, side_by_side, summarize
+from sr_core.evaluation import figure, model_and_bicubic, sample_crops, score_pairs, summarize
 from sr_core.files import write_csv, write_json
 from sr_core.images import write_png
 from sr_core.inference import add_arguments, config_from, pick_device
@@ -55,8 +55,8 @@ def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, inferenc
                  summary[name]["bicubic"]["psnr_y"], summary[name]["bicubic"]["ssim"])
     write_csv(rows_path, rows)
     write_json(metrics_path, summary)
-    samples = [pair for pairs in sets.values() for pair in pairs[:num_samples]]
-    write_png(figure_path, side_by_side(model, samples, scale, crop, inference.bf16))
+    samples = [(name, pair) for name, pairs in sets.items() for pair in pairs[:num_samples]]
+    write_png(figure_path, figure(sample_crops(model_and_bicubic(model, inference.bf16), samples, scale, crop)))
     return summary
 
 

@@ -148,7 +148,7 @@ class TrainConfig(Checked):
 class EvaluateConfig(Checked):
     benchmarks: tuple[str, ...] = ()  # folders with hr/ (and lr/) scored besides the val split
     num_samples: int = bounded(4, 1)  # images of each set shown in the side-by-side plot
-    sample_crop: int = bounded(128, 1)  # HR side of each crop in it (at least model.scale)
+    sample_crop: int = bounded(128, 1)  # HR side of each crop in it (at least 3 x model.scale)
 
 
 @dataclass(frozen=True)
@@ -200,9 +200,9 @@ class Params(Checked):
         for name, value in (("train.patch_size", self.train.patch_size), ("demo.tile_size", self.demo.tile_size)):
             if value % scale:
                 raise ValueError(f"{name} must be a multiple of model.scale ({scale}); got {value}")
-        if self.evaluate.sample_crop < scale:
-            raise ValueError(f"evaluate.sample_crop must be at least model.scale ({scale}); "
-                             f"got {self.evaluate.sample_crop}")
+        if self.evaluate.sample_crop < 3 * scale:  # a crop's PSNR-Y cuts `scale` pixels from each border
+            raise ValueError(f"evaluate.sample_crop must be at least 3 x model.scale ({3 * scale}), so each crop "
+                             f"keeps pixels once the scoring border is cut; got {self.evaluate.sample_crop}")
 
 
 def _coerce(value: Any, kind: Any, where: str, complete: bool) -> Any:

@@ -1,13 +1,16 @@
-"""Scoring the model and the bicubic baseline on pairs, and the side-by-side figure.
+"""Scoring the model and the bicubic baseline on pairs, and the side-by-side figure of crops.
 
 Measures are taken on the model's device (`metrics.batch_metrics`), on same-size batches; only
 scalars come back to the host.
 """
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from sr_core.config import InferenceConfig
@@ -98,15 +101,63 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
-def side_by_side(model: SRResNet, pairs: list[Pair], scale: int, crop: int, bf16: bool = True) -> np.ndarray:
-    """One row per pair of centre crops: bicubic | model | HR, as an HWC uint8 image."""
-    rows = []
-    for pair in pairs:
+@dataclass(frozen=True)
+class Sample:
+    """Aligned centre crops of one image (HWC uint8) and their PSNR-Y against the HR crop."""
+
+    title: str  # set/image name
+    crops: dict[str, np.ndarray]  # column title -> crop; the last is the reference
+    psnr_y: dict[str, float]  # column title -> PSNR-Y in dB (not for the reference)
+
+
+def sample_crops(upscalers: dict[str, Callable[[np.ndarray], np.ndarray]], pairs: list[tuple[str, Pair]], scale: int,
+                 crop: int) -> list[Sample]:
+    """The centre crop (HR side `crop`, or the whole image if smaller) of each (set name, pair): one
+    column per upscaler (e.g. bicubic and a model), each run on the LR crop alone, then the HR."""
+    samples = []
+    for set_name, pair in pairs:
         lr_img, hr_img = load_pair(pair, scale)
         lr_crop = min(crop // scale, *lr_img.shape[:2])
         y, x = (lr_img.shape[0] - lr_crop) // 2, (lr_img.shape[1] - lr_crop) // 2
-        lr_img = lr_img[y:y + lr_crop, x:x + lr_crop]
-        hr_img = hr_img[scale * y:scale * (y + lr_crop), scale * x:scale * (x + lr_crop)]
-        rows.append(np.hstack([bicubic_upscale(lr_img, scale), upscale(model, lr_img, bf16=bf16), hr_img]))
-    width = max(row.shape[1] for row in rows)
-    return np.vstack([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows])
+        lr_img = np.ascontiguousarray(lr_img[y:y + lr_crop, x:x + lr_crop])
+        hr_img = np.ascontiguousarray(hr_img[scale * y:scale * (y + lr_crop), scale * x:scale * (x + lr_crop)])
+        crops = {name: upscaled(lr_img) for name, upscaled in upscalers.items()} | {"HR": hr_img}
+        hr = torch.from_numpy(hr_img)[None]
+        psnr_y = {name: batch_metrics(torch.from_numpy(img)[None], hr, scale, ssim=False)["psnr_y"].item()
+                  for name, img in crops.items() if name != "HR"}
+        samples.append(Sample(f"{set_name}/{pair.name}", crops, psnr_y))
+    return samples
+
+
+def model_and_bicubic(model: SRResNet, bf16: bool = True) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The upscalers of the evaluate figure: bicubic, then the model."""
+    scale = model.config.scale
+    return {"bicubic": lambda lr_img: bicubic_upscale(lr_img, scale), "model": lambda lr_img: upscale(model, lr_img,
+                                                                                                    bf16=bf16)}
+
+
+def figure(samples: list[Sample], heading: str = "PSNR-Y of each crop under it", font_size: int = 14) -> np.ndarray:
+    """The samples as one HWC uint8 image that reads without the README: a heading and the column
+    titles on top; for each sample its set/image name, the crops, and each crop's PSNR-Y under it."""
+    font = ImageFont.load_default(size=font_size)
+    columns = list(samples[0].crops)
+    side = max(crop.shape[1] for sample in samples for crop in sample.crops.values())
+    texts = [heading] + [sample.title for sample in samples]
+    width = max(len(columns) * side, *(int(font.getlength(text)) + 8 for text in texts))
+
+    def band(texts: list[str]) -> np.ndarray:
+        """A white band with texts[i] drawn at the left of column i."""
+        image = Image.new("RGB", (width, font_size + 8), "white")
+        draw = ImageDraw.Draw(image)
+        for i, text in enumerate(texts):
+            draw.text((i * side + 4, 4), text, fill="black", font=font)
+        return np.asarray(image)
+
+    rows = [band([heading]), band(columns)]
+    for sample in samples:
+        row = np.hstack([np.pad(crop, ((0, 0), (0, side - crop.shape[1]), (0, 0)), constant_values=255)
+                         for crop in sample.crops.values()])
+        psnr = [f"PSNR-Y {sample.psnr_y[name]:.2f} dB" if name in sample.psnr_y else "" for name in columns]
+        rows += [band([sample.title]), np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255),
+                 band(psnr)]
+    return np.vstack(rows)

@@ -620,7 +620,7 @@ BAD_PARAMS = [
     ({"split": {"val_split": 0}}, r"params.split.val_split must be a number in \(0, 1\); got 0.0"),
     ({"evaluate": {"num_samples": 0}}, "params.evaluate.num_samples must be an integer >= 1; got 0"),
     ({"evaluate": {"sample_crop": 0}}, "params.evaluate.sample_crop must be an integer >= 1; got 0"),
-    ({"evaluate": {"sample_crop": 2}}, r"params.evaluate.sample_crop must be at least model.scale \(4\); got 2"),
+    ({"evaluate": {"sample_crop": 8}}, r"params.evaluate.sample_crop must be at least 3 x model.scale \(12\), so"),
     ({"inference": {"tile": -1}}, "params.inference.tile must be an integer >= 0; got -1"),
     ({"inference": {"png_compress_level": 10}}, r"params.inference.png_compress_level must be an integer in \[0, 9\]"),
     ({"model": {"scale": 3}}, "params.model.scale must be one of 2, 4, 8; got 3"),

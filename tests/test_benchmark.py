@@ -70,6 +70,28 @@ def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, ch
     assert (out / "samples.png").stat().st_size > 0
 
 
+def test_figure_titles_its_columns_and_captions_each_crop_with_its_psnr(paired_folder, checkpoint):
+    """The crops' PSNR-Y is the reference's on the same crops; the figure is a title band, then a
+    caption band and the crops for each sample, and the bands hold text (dark pixels)."""
+    from sr_core.evaluation import figure, model_and_bicubic, sample_crops
+    from sr_core.metrics import image_metrics
+    _, model = checkpoint
+    pairs, _ = list_folder(paired_folder)
+    samples = sample_crops(model_and_bicubic(model), [("set", pairs[0]), ("set", pairs[1])], 4, 32)
+    assert [s.title for s in samples] == ["set/000.png", "set/001.png"] and list(samples[0].crops) == ["bicubic",
+                                                                                                      "model", "HR"]
+    for sample in samples:
+        assert sample.crops["HR"].shape == (32, 32, 3)
+        for name in ("bicubic", "model"):
+            reference = image_metrics(sample.crops[name], sample.crops["HR"], 4, ssim=False)["psnr_y"]
+            assert sample.psnr_y[name] == pytest.approx(reference, abs=1e-4)
+    image = figure(samples, font_size=14)
+    band = 14 + 8
+    assert image.shape[0] == 2 * band + 2 * (2 * band + 32) and image.shape[1] >= 3 * 32
+    for top in (0, band, 2 * band, 3 * band + 32, 4 * band + 32):  # heading; titles; a name; its PSNR-Y; the next
+        assert image[top:top + band].min() < 128, "a caption band without text"
+
+
 def test_incomplete_benchmark_folder_is_an_error(tmp_path, paired_folder):
     (paired_folder / "hr" / "000.png").unlink()
     with pytest.raises(ValueError, match="000.png: no HR file"):
