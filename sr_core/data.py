@@ -149,16 +149,23 @@ def write_split(path: str | Path, train_names: list[str], val_names: list[str]) 
 def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path, extra_dirs: tuple[str | Path, ...] = ()
                ) -> tuple[list[Pair], list[Pair]]:
     """The train and val pairs that `split` wrote, as paths under the given folders."""
-    split, folders = json.loads(Path(path).read_text()), _prefixes(extra_dirs)
+    split = json.loads(Path(path).read_text())
+    return tuple(named_pairs(split[part], lr_dir, hr_dir, extra_dirs, shown_as=path) for part in ("train", "val"))
+
+
+def named_pairs(names: list[str], lr_dir: str | Path, hr_dir: str | Path, extra_dirs: tuple[str | Path, ...] = (),
+                shown_as: str | Path = "the split") -> list[Pair]:
+    """The pairs of training-pair names (see `training_pairs`) under the given folders."""
+    folders = _prefixes(extra_dirs)
 
     def pair(name: str) -> Pair:
         prefix, _, file = name.rpartition("/")
         if not prefix:
             return Pair(name, Path(lr_dir) / name, Path(hr_dir) / name)
         if prefix not in folders:
-            raise ValueError(f"{path} names {name}, but no folder of data.extra_train_dirs is named {prefix!r}; "
+            raise ValueError(f"{shown_as} names {name}, but no folder of data.extra_train_dirs is named {prefix!r}; "
                              f"run the split stage again")
         lr_folder = _lr_dir_of(folders[prefix])
         return Pair(name, lr_folder / file if lr_folder else None, folders[prefix] / "hr" / file)
 
-    return tuple([pair(name) for name in split[part]] for part in ("train", "val"))
+    return [pair(name) for name in names]

@@ -1,6 +1,7 @@
 """The whole pipeline through DVC, in a temporary copy of the repo with tiny params."""
 
 import ast
+import csv
 import json
 import os
 import shutil
@@ -76,7 +77,7 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
     run("git", "commit", "-qm", "baseline")
     assert "up to date" in run("dvc", "status")
 
-    output = run("dvc", "exp", "run", "-S", "lr=2e-4")
+    output = run("dvc", "exp", "run", "-n", "lr-2e-4", "-S", "lr=2e-4")
     for stage in ("train", "evaluate", "predict", "submit"):
         assert f"Running stage '{stage}'" in output
     for stage in ("demo_data", "split"):
@@ -93,6 +94,16 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
     assert change["old"] == pytest.approx(baseline["model"]["psnr_y"])
     assert change["new"] != change["old"]
     assert "val.model.psnr_y" in run("dvc", "metrics", "diff")
+
+    # per image: the last commit against the experiment by name, and against the workspace (the default)
+    for args, out in ((("HEAD", "lr-2e-4"), "by_name"), ((), "default")):
+        printed = run(sys.executable, "-m", "sr_core.compare", *args, "--out", out, "--top", "2")
+        assert "mean change per set" in printed and "changed most" in printed
+        with open(root / out / "sets.csv", newline="") as f:
+            [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
+        assert float(val["psnr_y_change"]) == pytest.approx(change["new"] - change["old"], abs=1e-6)
+        assert int(val["better"]) + int(val["worse"]) + int(val["same"]) == int(val["images"]) == baseline["num_images"]
+        assert (root / out / "crops.png").stat().st_size > 0
 
 
 def imported_modules(path: Path, seen: set[str]) -> set[str]:

@@ -1,0 +1,147 @@
+"""Which images a change helped or hurt: the per-image metrics of two runs, joined.
+
+    python -m sr_core.compare                          # the last commit (HEAD) against the workspace
+    python -m sr_core.compare main lr-2e-4 --top 6     # any two git revisions or experiment names
+
+Reads each run's per-image file (`paths.eval_images`, written by the evaluate stage) from git or
+DVC (`dvc.api`), joins them by set and image name with pandas, and prints, per set, the mean
+change of each measure (the same as `dvc metrics diff` on the per-set means) and how many images
+got better or worse in PSNR-Y, then the images that changed most. It writes the joined table, the
+per-set table and a figure of the most changed images' centre crops, A | B | HR, each with its
+PSNR-Y, made by running both runs' models.
+"""
+
+import argparse
+import io
+import tempfile
+from pathlib import Path
+
+import dvc.api
+import pandas as pd
+import torch
+
+from sr_core.checkpoint import load_model
+from sr_core.cli import run
+from sr_core.config import Params, build, load_params
+from sr_core.data import Pair, list_folder, named_pairs
+from sr_core.evaluation import MEASURES, figure, sample_crops
+from sr_core.files import atomic_write, write_bytes
+from sr_core.images import write_png
+from sr_core.inference import pick_device, upscale
+
+WORKSPACE = "workspace"  # the name of the working tree as a run
+
+
+def run_params(rev: str) -> Params:
+    """The params of a run: params.yaml at `rev` (a git revision or experiment name), or the workspace's."""
+    if rev == WORKSPACE:
+        return load_params()
+    return build(Params, dvc.api.params_show(rev=rev), f"params.yaml at {rev}", complete=True)
+
+
+def read_bytes(path: str, rev: str) -> bytes:
+    """A file of a run, from git or the DVC cache (or the disk, for the workspace)."""
+    if rev == WORKSPACE:
+        return Path(path).read_bytes()
+    return dvc.api.read(path, rev=rev, mode="rb")
+
+
+def per_image(rev: str) -> pd.DataFrame:
+    path = run_params(rev).paths.eval_images
+    try:
+        return pd.read_csv(io.BytesIO(read_bytes(path, rev)))
+    except FileNotFoundError as error:
+        raise ValueError(f"{path} at {rev}: not found; run the evaluate stage there first") from error
+
+
+def join(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """One row per image scored in both runs, with each measure of A and B and its change (B - A).
+    Images scored in one run only (another split, another benchmark) are counted, not compared."""
+    keys = ["set", "name"]
+    joined = a[keys + list(MEASURES)].merge(b[keys + list(MEASURES)], on=keys, suffixes=("_a", "_b"),
+                                            validate="one_to_one")
+    if len(joined) < max(len(a), len(b)):
+        print(f"note: {len(a) - len(joined)} images scored only in A and {len(b) - len(joined)} only in B are not "
+              f"compared, so per-set means differ from `dvc metrics diff` there\n")
+    for measure in MEASURES:
+        joined[f"{measure}_change"] = joined[f"{measure}_b"] - joined[f"{measure}_a"]
+    return joined
+
+
+def per_set(joined: pd.DataFrame) -> pd.DataFrame:
+    """Per set: images, mean of each measure in A and B and its mean change, and how many images
+    got better, worse or stayed in PSNR-Y."""
+    change = joined["psnr_y_change"]
+    table = joined.assign(better=change > 0, worse=change < 0, same=change == 0).groupby("set", sort=False).agg(
+        images=("name", "size"), better=("better", "sum"), worse=("worse", "sum"), same=("same", "sum"),
+        **{f"{m}_{side}": (f"{m}_{side}", "mean") for m in MEASURES for side in ("a", "b", "change")})
+    return table.reset_index()
+
+
+def most_changed(joined: pd.DataFrame, top: int) -> pd.DataFrame:
+    return joined.reindex(joined["psnr_y_change"].abs().sort_values(ascending=False).index).head(top)
+
+
+def image_pairs(params: Params, rows: pd.DataFrame) -> list[tuple[str, Pair]]:
+    """The LR/HR files of (set, name) rows: `val` through the data folders, other sets through
+    `evaluate.benchmarks`, as the evaluate stage found them."""
+    data = params.data
+    benchmarks = {Path(folder).name: {pair.name: pair for pair in list_folder(folder)[0]}
+                  for folder in params.evaluate.benchmarks}
+    found = []
+    for set_name, name in zip(rows["set"], rows["name"]):
+        if set_name == "val":
+            [pair] = named_pairs([name], data.train_lr_dir, data.train_hr_dir, data.extra_train_dirs)
+        else:
+            pair = benchmarks[set_name][name]
+        found.append((set_name, pair))
+    return found
+
+
+def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device) -> pd.DataFrame:
+    """Prints and writes the comparison of run `b` against run `a`; returns the per-set table."""
+    joined = join(per_image(a), per_image(b))
+    sets, changed = per_set(joined), most_changed(joined, top)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
+        print(f"{b} against {a}: mean change per set (B - A), and images better / worse in PSNR-Y\n")
+        print(sets[["set", "images", "psnr_y_change", "ssim_change", "psnr_rgb_change", "better", "worse", "same"]]
+              .to_string(index=False))
+        print(f"\nthe {len(changed)} images that changed most in PSNR-Y\n")
+        print(changed[["set", "name", "psnr_y_a", "psnr_y_b", "psnr_y_change", "ssim_change"]].to_string(index=False))
+    for name, table in (("images.csv", joined), ("sets.csv", sets)):
+        with atomic_write(out / name, "w") as f:
+            table.to_csv(f, index=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        models = {}
+        for side, rev in (("A", a), ("B", b)):  # each run's model, from git / the DVC cache
+            checkpoint = Path(scratch) / f"{side}.pt"
+            write_bytes(checkpoint, read_bytes(run_params(rev).paths.model, rev))
+            models[side] = load_model(checkpoint, device)
+    upscalers = {name: (lambda lr_img, model=model: upscale(model, lr_img)) for name, model in models.items()}
+    scale = next(iter(models.values())).config.scale
+    samples = sample_crops(upscalers, image_pairs(run_params(b), changed), scale, crop)
+    write_png(out / "crops.png", figure(samples, heading=f"A: {a}   B: {b}   (PSNR-Y of each crop under it)"))
+    print(f"\nwrote {out / 'images.csv'}, {out / 'sets.csv'} and {out / 'crops.png'}")
+    return sets
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", nargs="?", default="HEAD", help="a git revision or experiment name (default: HEAD)")
+    parser.add_argument("b", nargs="?", default=WORKSPACE, help=f"another, or {WORKSPACE} (the default)")
+    parser.add_argument("--out", type=Path, default=Path("compare"), help="where the tables and the figure go")
+    parser.add_argument("--top", type=int, default=6, help="how many of the most changed images to list and show")
+    parser.add_argument("--crop", type=int, default=128, help="HR side of each crop in the figure")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    compare(args.a, args.b, args.out, args.top, args.crop, pick_device(args.device))
+
+
+def command() -> None:
+    """The command line: errors a user can act on as one line (see `cli.run`)."""
+    run(main)
+
+
+if __name__ == "__main__":
+    command()
