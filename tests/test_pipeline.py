@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,73 @@ def test_stage_deps_list_the_code_they_run():
         untracked = {"sr_core/config.py", "sr_core/files.py", "sr_core/cli.py"}
         expected = {script} | imported_modules(REPO / script, set()) - untracked
         assert expected <= set(stage["deps"]), f"{name} is missing deps {expected - set(stage['deps'])}"
+
+
+def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory):
+    """Shared storage (a local DVC remote, a bare git remote) and a queued grid run two at a time,
+    as README "Working as a team" types them."""
+    root, run = repo_copy
+    run("git", "reset", "-q", "--hard")  # back to the committed params, whatever ran before
+    run("dvc", "repro")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "--allow-empty", "-m", "baseline")
+    storage, origin = tmp_path_factory.mktemp("storage"), tmp_path_factory.mktemp("origin") / "repo.git"
+    run("git", "init", "-q", "--bare", str(origin))
+    run("git", "remote", "add", "origin", str(origin))
+    run("dvc", "remote", "add", "-d", "storage", str(storage))
+    run("git", "commit", "-qam", "shared storage")
+    run("git", "push", "-q", "origin", "HEAD:main")
+    run("dvc", "push")
+
+    # queued experiments: a grid of three, two at a time; none resumes another's state
+    run("dvc", "exp", "run", "--queue", "-S", "lr=1e-4,2e-4,1e-3")
+    run("dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 240
+    while time.time() < deadline and any(word in run("dvc", "queue", "status") for word in ("Queued", "Running")):
+        time.sleep(2)
+    status = run("dvc", "queue", "status")
+    assert status.count("Success") == 3, status
+    shown = run("dvc", "exp", "show", "--csv", "--no-pager", "--sort-by", "metrics/eval.json:val.model.psnr_y",
+                "--sort-order", "desc")
+    header, *rows = [line.split(",") for line in shown.strip().splitlines()]
+    experiments = [row for row in rows if row[header.index("Experiment")] and row[header.index("lr")] in
+                   ("0.0001", "0.0002", "0.001")]
+    assert {row[header.index("lr")] for row in experiments} == {"0.0001", "0.0002", "0.001"}
+    psnr = [float(row[header.index("val.model.psnr_y")]) for row in experiments]
+    assert psnr == sorted(psnr, reverse=True)
+    for row in experiments:
+        name = row[header.index("Experiment")]
+        log = run("dvc", "queue", "logs", name)
+        assert "resuming" not in log, f"{name} resumed another run's state"
+    best = experiments[0][header.index("Experiment")]
+    # both experiments' curves on one plot, and both sample figures
+    names = [row[header.index("Experiment")] for row in experiments[:2]]
+    run("dvc", "plots", "diff", *names, "-o", "plots_diff")
+    page = (root / "plots_diff" / "index.html").read_text()
+    assert all(name in page for name in names) and "eval_samples.png" in page and "val_psnr_y" in page
+    run("dvc", "exp", "branch", best, "best-lr")
+    assert "best-lr" in run("git", "branch")
+    run("dvc", "exp", "apply", best)
+    applied = yaml.safe_load((root / "params.yaml").read_text())["lr"]
+    assert str(applied) in ("0.0001", "0.0002", "0.001") or applied in (1e-4, 2e-4, 1e-3)
+
+    # a teammate: clone, pull, nothing to run, and the pulled model upscales
+    run("dvc", "exp", "push", "origin", best)
+    teammate = tmp_path_factory.mktemp("teammate") / "repo"
+    run("git", "clone", "-q", "-b", "main", str(origin), str(teammate))
+
+    def mate(*args: str) -> str:
+        result = subprocess.run(args, cwd=teammate, env=os.environ | {"DVC_NO_ANALYTICS": "1"}, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    mate("dvc", "pull")
+    for path in ("models/best.pt", "submission.csv", "data/predictions", "metrics/eval.json"):
+        assert (teammate / path).exists(), path
+    assert "up to date" in mate("dvc", "status")
+    assert "Running stage" not in mate("dvc", "repro")  # everything pulled: nothing to run
+    mate(sys.executable, "-m", "sr_core.upscale", "models/best.pt", "data/demo/test/lr", "--out", "upscaled")
+    assert len(list((teammate / "upscaled").iterdir())) == 2
+    mate("dvc", "exp", "pull", "origin", best)
+    assert best in mate("dvc", "exp", "show", "--csv", "--no-pager")
