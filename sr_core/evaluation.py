@@ -132,8 +132,10 @@ def sample_crops(upscalers: dict[str, Callable[[np.ndarray], np.ndarray]], pairs
 def model_and_bicubic(model: SRResNet, bf16: bool = True) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """The upscalers of the evaluate figure: bicubic, then the model."""
     scale = model.config.scale
-    return {"bicubic": lambda lr_img: bicubic_upscale(lr_img, scale), "model": lambda lr_img: upscale(model, lr_img,
-                                                                                                    bf16=bf16)}
+    return {
+        "bicubic": lambda lr_img: bicubic_upscale(lr_img, scale),
+        "model": lambda lr_img: upscale(model, lr_img, bf16=bf16),
+    }
 
 
 def figure(samples: list[Sample], heading: str = "PSNR-Y of each crop under it", font_size: int = 14) -> np.ndarray:
