@@ -46,8 +46,8 @@ def read_bytes(path: str, rev: str) -> bytes:
     return dvc.api.read(path, rev=rev, mode="rb")
 
 
-def per_image(rev: str) -> pd.DataFrame:
-    path = run_params(rev).paths.eval_images
+def per_image(rev: str, params: Params) -> pd.DataFrame:
+    path = params.paths.eval_images
     try:
         return pd.read_csv(io.BytesIO(read_bytes(path, rev)))
     except FileNotFoundError as error:
@@ -100,7 +100,8 @@ def image_pairs(params: Params, rows: pd.DataFrame) -> list[tuple[str, Pair]]:
 
 def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device) -> pd.DataFrame:
     """Prints and writes the comparison of run `b` against run `a`; returns the per-set table."""
-    joined = join(per_image(a), per_image(b))
+    params = {rev: run_params(rev) for rev in (a, b)}  # each a dvc.api call: once per run
+    joined = join(per_image(a, params[a]), per_image(b, params[b]))
     sets, changed = per_set(joined), most_changed(joined, top)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
         print(f"{b} against {a}: mean change per set (B - A), and images better / worse in PSNR-Y\n")
@@ -115,11 +116,11 @@ def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device
         models = {}
         for side, rev in (("A", a), ("B", b)):  # each run's model, from git / the DVC cache
             checkpoint = Path(scratch) / f"{side}.pt"
-            write_bytes(checkpoint, read_bytes(run_params(rev).paths.model, rev))
+            write_bytes(checkpoint, read_bytes(params[rev].paths.model, rev))
             models[side] = load_model(checkpoint, device)
     upscalers = {name: (lambda lr_img, model=model: upscale(model, lr_img)) for name, model in models.items()}
     scale = next(iter(models.values())).config.scale
-    samples = sample_crops(upscalers, image_pairs(run_params(b), changed), scale, crop)
+    samples = sample_crops(upscalers, image_pairs(params[b], changed), scale, crop)
     write_png(out / "crops.png", figure(samples, heading=f"A: {a}   B: {b}   (PSNR-Y of each crop under it)"))
     print(f"\nwrote {out / 'images.csv'}, {out / 'sets.csv'} and {out / 'crops.png'}")
     return sets

@@ -43,17 +43,16 @@ def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bi
     (see `load_pair`, and HR images too small to score) are all reported in one ImageError at the end.
     """
     device = model_device(model) if model is not None else torch.device("cpu")
-    workers = num_workers(config.workers)
+    workers, min_side = num_workers(config.workers), min_scored_side(scale)
 
     def decode(pair: Pair) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | ImageError:
         try:
             lr_img, hr_img = load_pair(pair, scale)
         except ImageError as error:
             return error
-        if min(hr_img.shape[:2]) < min_scored_side(scale):
-            side = min_scored_side(scale)
+        if min(hr_img.shape[:2]) < min_side:
             return ImageError(f"{pair.hr_path}: HR is {hr_img.shape[1]}x{hr_img.shape[0]}; scoring needs at least "
-                              f"{side}x{side} ({scale} px cut from each border, then SSIM's window)")
+                              f"{min_side}x{min_side} ({scale} px cut from each border, then SSIM's window)")
         return pair.name, lr_img, hr_img, bicubic_upscale(lr_img, scale) if bicubic else None
 
     rows, errors = [], []
