@@ -75,12 +75,17 @@ class Checked:
 
 @dataclass(frozen=True)
 class ModelConfig(Checked):
-    """SRResNet's shape (see model.py). Defaults are the seed's network."""
+    """SRResNet's shape (see model.py). Defaults are the reference script's network; a checkpoint
+    written before an option existed loads with that option's default."""
 
     scale: int = one_of(4, (2, 4, 8))  # the upscaling factor; a power of two (PixelShuffle(2) stages)
     num_blocks: int = bounded(16, 1)
     num_features: int = bounded(64, 1)
     bicubic_residual: bool = False
+    activation: str = one_of("relu", ("relu", "prelu"))  # head and residual blocks
+    upsampler_activation: str = one_of("relu", ("relu", "prelu", "none"))  # after each PixelShuffle
+    batch_norm: bool = True  # in every residual block and after the body
+    res_scale: float = bounded(1.0, 0, 1, low_open=True)  # residual blocks' outputs are scaled by this
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,21 @@
 """SRResNet (Ledig et al., "Photo-Realistic Single Image Super-Resolution Using a Generative
-Adversarial Network", CVPR 2017), as the seed built it.
+Adversarial Network", CVPR 2017), with the variants the literature since has measured.
 
-Defaults are the seed's network: 16 residual blocks, 64 features, x4 (1,549,443 parameters).
-One option is ours: ``bicubic_residual`` adds a bicubic upsampling of the input to the output, so
-the network learns only the detail bicubic misses. It starts at bicubic quality instead of below
-it, which is what lets a small CPU demo show learning in minutes.
+Defaults are the reference script's network: 16 residual blocks of Conv3x3-BN-ReLU-Conv3x3-BN,
+64 features, ReLU where the paper has PReLU, x4 (1,549,443 parameters). The options (`ModelConfig`):
+
+- ``activation``: ``relu`` (the reference script) or ``prelu`` (the paper; one slope per channel),
+  in the head and in every residual block.
+- ``upsampler_activation``: after each PixelShuffle, ``relu`` (the reference script), ``prelu``
+  (the paper) or ``none`` (EDSR's linear upsampler). A ReLU there can die for good: when the
+  network's output is a correction added to bicubic, the first Adam steps at a high learning rate
+  silence the correction, and ReLUs fed by the previous ReLU's non-negative outputs all turn off
+  together, after which no gradient reaches them (see docs/recipes.md).
+- ``batch_norm``: BatchNorm in the blocks and after the body (the reference script), or none
+  (EDSR, BasicSR's MSRResNet: faster steps, less memory, the same behaviour in train and eval).
+- ``res_scale``: each block's output is scaled by this before it is added (EDSR's residual scaling).
+- ``bicubic_residual``: ours; adds a bicubic upsampling of the input to the output, so the network
+  learns only the detail bicubic misses and starts at bicubic quality instead of below it.
 """
 
 import math
@@ -16,34 +27,40 @@ from torch import nn
 from sr_core.config import ModelConfig
 
 
-class ResidualBlock(nn.Module):
-    """Conv3x3-BN-ReLU-Conv3x3-BN plus identity."""
+def activation(name: str, num_features: int) -> nn.Module:
+    """A fresh activation layer: ReLU, PReLU with one slope per channel, or the identity."""
+    if name == "prelu":
+        return nn.PReLU(num_features)
+    return nn.ReLU(inplace=True) if name == "relu" else nn.Identity()
 
-    def __init__(self, num_features: int):
+
+def conv_bn(num_features: int, batch_norm: bool) -> list[nn.Module]:
+    """Conv3x3 (C -> C), followed by BatchNorm when `batch_norm`."""
+    conv = nn.Conv2d(num_features, num_features, 3, padding=1)
+    return [conv, nn.BatchNorm2d(num_features)] if batch_norm else [conv]
+
+
+class ResidualBlock(nn.Module):
+    """Conv3x3-BN-act-Conv3x3-BN (BN optional), scaled by `res_scale`, plus identity."""
+
+    def __init__(self, config: ModelConfig):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(num_features, num_features, 3, padding=1),
-            nn.BatchNorm2d(num_features),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(num_features, num_features, 3, padding=1),
-            nn.BatchNorm2d(num_features),
-        )
+        c = config.num_features
+        self.res_scale = config.res_scale
+        self.body = nn.Sequential(*conv_bn(c, config.batch_norm), activation(config.activation, c),
+                                  *conv_bn(c, config.batch_norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+        return x + self.res_scale * self.body(x)
 
 
 class Upsampler(nn.Sequential):
-    """log2(scale) stages of Conv3x3 (C -> 4C) + PixelShuffle(2) + ReLU."""
+    """log2(scale) stages of Conv3x3 (C -> 4C) + PixelShuffle(2) + activation."""
 
-    def __init__(self, num_features: int, scale: int):
-        stages = []
-        for _ in range(int(math.log2(scale))):
-            stages += [
-                nn.Conv2d(num_features, 4 * num_features, 3, padding=1),
-                nn.PixelShuffle(2),
-                nn.ReLU(inplace=True),
-            ]
+    def __init__(self, config: ModelConfig):
+        c, stages = config.num_features, []
+        for _ in range(int(math.log2(config.scale))):
+            stages += [nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), activation(config.upsampler_activation, c)]
         super().__init__(*stages)
 
 
@@ -54,10 +71,10 @@ class SRResNet(nn.Module):
         super().__init__()
         self.config = config
         c = config.num_features
-        self.head = nn.Sequential(nn.Conv2d(3, c, 9, padding=4), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[ResidualBlock(c) for _ in range(config.num_blocks)])
-        self.body_tail = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c))
-        self.upsampler = Upsampler(c, config.scale)
+        self.head = nn.Sequential(nn.Conv2d(3, c, 9, padding=4), activation(config.activation, c))
+        self.blocks = nn.Sequential(*[ResidualBlock(config) for _ in range(config.num_blocks)])
+        self.body_tail = nn.Sequential(*conv_bn(c, config.batch_norm))
+        self.upsampler = Upsampler(config)
         self.tail = nn.Conv2d(c, 3, 9, padding=4)
 
     def receptive_radius(self) -> int:

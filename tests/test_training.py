@@ -71,7 +71,9 @@ def test_training_writes_history_and_a_weights_only_checkpoint(paired_folder, em
 
     checkpoint = torch.load(out / "best.pt", weights_only=True)
     assert checkpoint["epoch"] == summary["best_epoch"]
-    assert checkpoint["model_config"] == {"scale": 4, "num_blocks": 1, "num_features": 8, "bicubic_residual": True}
+    assert checkpoint["model_config"] == {"scale": 4, "num_blocks": 1, "num_features": 8, "bicubic_residual": True,
+                                          "activation": "relu", "upsampler_activation": "relu", "batch_norm": True,
+                                          "res_scale": 1.0}
     assert checkpoint["params"]["lr"] == 1e-3
     model = load_model(out / "best.pt", torch.device("cpu"))
     assert not model.training
