@@ -9,6 +9,7 @@ boolean is never taken for a number. Each field's valid range is declared beside
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -51,9 +52,14 @@ def one_of(default: Any, choices: tuple) -> Any:
     return field(default=default, metadata={"choices": choices})
 
 
+def optional_path() -> Any:
+    """A dataclass field holding a path, or "" for none (other strings must not be blank)."""
+    return field(default="", metadata={"empty_ok": True})
+
+
 class Checked:
     """Checks every field against its declared bounds or choices, that floats are finite and that
-    strings are not empty.
+    strings are not empty (`optional_path` fields may be "").
 
     Messages name the field alone; `build` prefixes where it came from (e.g. params.train.).
     """
@@ -63,7 +69,7 @@ class Checked:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number; got {value}")
-            if isinstance(value, str) and not value.strip():
+            if isinstance(value, str) and not value.strip() and not (f.metadata.get("empty_ok") and value == ""):
                 raise ValueError(f"{f.name} must not be empty")
             if "choices" in f.metadata and value not in f.metadata["choices"]:
                 choices = ", ".join(map(str, f.metadata["choices"]))
@@ -140,6 +146,7 @@ class TrainConfig(Checked):
     decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # decoded training images: auto = memory if they fit
     val_every: int = bounded(1, 1)  # validate every N epochs (and always after the last)
     time_limit_minutes: float = bounded(0.0, 0)  # end at the first epoch past this; the schedule fits it (0: none)
+    init_from: str = optional_path()  # a model checkpoint whose weights training starts from ("": from scratch)
     seed: int = bounded(0, 0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -175,6 +182,7 @@ class PathsConfig(Checked):
     split: str = "data/split.json"
     rejects: str = "data/rejects.csv"
     split_metrics: str = "metrics/split.json"
+    init_from_hash: str = "models/init_from.json"  # the sha256 of train.init_from's content, which train depends on
     model: str = "models/best.pt"
     train_state: str = "models/last.pt"  # resume state, written every epoch
     decode_cache: str = ".cache/decoded"  # decoded training images when they do not fit in memory
@@ -205,6 +213,11 @@ class Params(Checked):
         for name, value in (("train.patch_size", self.train.patch_size), ("demo.tile_size", self.demo.tile_size)):
             if value % scale:
                 raise ValueError(f"{name} must be a multiple of model.scale ({scale}); got {value}")
+        init_from = os.path.normpath(self.train.init_from) if self.train.init_from else None
+        for name in ("model", "train_state"):
+            if init_from == os.path.normpath(getattr(self.paths, name)):
+                raise ValueError(f"train.init_from must not be paths.{name} ({init_from}), which training "
+                                 f"overwrites; copy the checkpoint elsewhere first (e.g. models/init/)")
         if self.evaluate.sample_crop < 3 * scale:  # a crop's PSNR-Y cuts `scale` pixels from each border
             raise ValueError(f"evaluate.sample_crop must be at least 3 x model.scale ({3 * scale}), so each crop "
                              f"keeps pixels once the scoring border is cut; got {self.evaluate.sample_crop}")

@@ -7,6 +7,7 @@ same file once that process is gone. Such files are ignored by git and DVC (`.*.
 
 import csv
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -91,3 +92,15 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = No
         writer = csv.DictWriter(f, columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def sha256_of(path: str | Path) -> str:
+    """The hex SHA-256 of the file's content; ValueError naming the file when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read: {error.strerror}") from error
+    return digest.hexdigest()

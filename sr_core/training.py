@@ -27,11 +27,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs, fits_in_memory
-from sr_core.checkpoint import load_train_state, save_checkpoint, save_train_state
+from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
 from sr_core.config import InferenceConfig, Params, TrainConfig, to_dict
 from sr_core.data import Pair
 from sr_core.evaluation import model_metrics
-from sr_core.files import write_csv
+from sr_core.files import sha256_of, write_csv
 from sr_core.inference import autocast, pick_device
 from sr_core.model import SRResNet
 
@@ -41,13 +41,24 @@ LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 RUNTIME_KEYS = ("device", "compile", "decode_cache")  # change how, not what, is trained
 
 
-def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair]) -> str:
-    """A hash of every param that shapes training and of the split's names; a resume state with
-    another one belongs to another run and is not resumed."""
-    train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS}
+def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], init_sha256: str | None) -> str:
+    """A hash of every param that shapes training, of the split's names and of the starting weights'
+    content (not their file's name); a resume state with another one belongs to another run and is
+    not resumed."""
+    train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS + ("init_from",)}
     shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train, "data": to_dict(params.data),
-               "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]]}
+               "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_init_weights(model: SRResNet, path: str) -> None:
+    """The weights of the model checkpoint at `path` into `model`, whose config must be the same."""
+    init = load_model(path, torch.device("cpu"))
+    ours, theirs = to_dict(model.config), to_dict(init.config)
+    differences = [f"{key} {theirs[key]!r} there, {ours[key]!r} in params.model" for key in ours if ours[key] != theirs[key]]
+    if differences:
+        raise ValueError(f"train.init_from {path}: its model differs: {'; '.join(differences)}")
+    model.load_state_dict(init.state_dict())
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
@@ -110,7 +121,11 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         raise ValueError(f"train.batch_size ({cfg.batch_size}) must divide over {world_size} processes")
     is_main = rank == 0
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = SRResNet(params.model).to(device)
+    model = SRResNet(params.model)
+    init_sha256 = sha256_of(cfg.init_from) if cfg.init_from else None
+    if cfg.init_from:
+        load_init_weights(model, cfg.init_from)
+    model = model.to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -131,7 +146,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     loss_fn = LOSSES[cfg.loss]
 
     history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
-    run_id = fingerprint(params, train_pairs, val_pairs)
+    run_id = fingerprint(params, train_pairs, val_pairs, init_sha256)
     state = load_train_state(state_path, run_id, cfg.epochs)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -175,6 +190,9 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             if ema is not None:
                 ema.update_parameters(model)
             loss_sum += loss.detach()
+        if cuda:
+            torch.cuda.synchronize(device)
+        steps_per_second = steps_per_epoch / (time.perf_counter() - epoch_start)  # without validation
         if world_size > 1:
             dist.all_reduce(loss_sum)
         # decided before validation, so that the last epoch is validated
@@ -192,6 +210,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 "val_psnr_rgb": val.get("psnr_rgb"),
                 "val_psnr_y": val.get("psnr_y"),
                 "lr": optimizer.param_groups[0]["lr"],
+                "steps_per_second": steps_per_second,  # a run slowed by another process shows here
                 "seconds": time.perf_counter() - epoch_start,
             }
             history.append(row)
@@ -230,6 +249,9 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         "stopped_by": stopped_by,  # epochs | time limit
         "time_limit_minutes": cfg.time_limit_minutes,
         "steps": len(history) * steps_per_epoch,
+        "steps_per_second": len(history) / sum(1 / row["steps_per_second"] for row in history),  # of all epochs
+        "init_from": cfg.init_from or None,
+        "init_from_sha256": init_sha256,
         "num_params": sum(p.numel() for p in model.parameters()),
         "device": f"{world_size} x {device.type}",
         "train_seconds": sum(row["seconds"] for row in history),

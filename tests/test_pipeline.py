@@ -2,6 +2,8 @@
 
 import ast
 import csv
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import REPO, deep_update
+from sr_core.config import TrainConfig
 from sr_core.submission import check_submission
 
 # Every value the test relies on is set here, whatever the checkout's params.yaml holds (a user's
@@ -62,7 +65,7 @@ def repo_copy(tmp_path_factory):
     return root, run
 
 
-def test_repro_then_experiment_then_metrics_diff(repo_copy):
+def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     root, run = repo_copy
     run("dvc", "repro")
     for path in ("models/best.pt", "metrics/eval.json", "metrics/history.csv", "metrics/eval_samples.png"):
@@ -76,7 +79,7 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
     assert set(baseline) == {"num_images", "model", "bicubic", "gain_over_bicubic"}
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline")
-    assert "up to date" in run("dvc", "status")
+    assert changed_stages(run("dvc", "status")) == {"init_from"}  # always run: it only hashes train.init_from
 
     output = run("dvc", "exp", "run", "-n", "lr-2e-4", "-S", "lr=2e-4")
     for stage in ("train", "evaluate", "predict", "submit"):
@@ -106,6 +109,30 @@ def test_repro_then_experiment_then_metrics_diff(repo_copy):
         assert int(val["better"]) + int(val["worse"]) + int(val["same"]) == int(val["images"]) == baseline["num_images"]
         assert (root / out / "crops.png").stat().st_size > 0
 
+    # fine-tuning: the workspace's model as the starting point of an experiment
+    (root / "models" / "init").mkdir()
+    shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "general.pt")
+    output = run("dvc", "exp", "run", "-n", "tuned", "-S", "train.init_from=models/init/general.pt")
+    assert "Running stage 'train'" in output
+    recorded = json.loads((root / "metrics" / "train.json").read_text())
+    assert recorded["init_from"] == "models/init/general.pt"
+    assert recorded["init_from_sha256"] == hashlib.sha256((root / "models/init/general.pt").read_bytes()).hexdigest()
+    # training reruns when the starting weights change, not when their file is renamed
+    (root / "models" / "init" / "general.pt").rename(root / "models" / "init" / "renamed.pt")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["init_from"] = "models/init/renamed.pt"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run("dvc", "repro", "init_from")
+    assert "train" not in changed_stages(run("dvc", "status", "train"))
+    shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "renamed.pt")  # other weights, same name
+    run("dvc", "repro", "init_from")
+    assert "train" in changed_stages(run("dvc", "status", "train"))
+
+
+def changed_stages(status: str) -> set[str]:
+    """The stages `dvc status` lists (each on a line of its own, ending in a colon)."""
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and not line.startswith((" ", "\t"))}
+
 
 def imported_modules(path: Path, seen: set[str]) -> set[str]:
     """The sr_core module files `path` imports, directly or through other sr_core modules."""
@@ -126,6 +153,13 @@ def test_stage_deps_list_the_code_they_run():
         untracked = {"sr_core/config.py", "sr_core/files.py", "sr_core/cli.py"}
         expected = {script} | imported_modules(REPO / script, set()) - untracked
         assert expected <= set(stage["deps"]), f"{name} is missing deps {expected - set(stage['deps'])}"
+
+
+def test_train_stage_tracks_every_train_param_but_the_starting_weights_name():
+    train = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
+    listed = {key.removeprefix("train.") for key in train["params"] if key.startswith("train.")}
+    assert listed == {f.name for f in dataclasses.fields(TrainConfig)} - {"init_from"}
+    assert "${paths.init_from_hash}" in train["deps"]  # the starting weights by content instead
 
 
 def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory):
@@ -190,8 +224,9 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
     mate("dvc", "pull")
     for path in ("models/best.pt", "submission.csv", "data/predictions", "metrics/eval.json"):
         assert (teammate / path).exists(), path
-    assert "up to date" in mate("dvc", "status")
-    assert "Running stage" not in mate("dvc", "repro")  # everything pulled: nothing to run
+    assert changed_stages(mate("dvc", "status")) == {"init_from"}
+    ran = mate("dvc", "repro")  # everything pulled: nothing to run but the hash of train.init_from
+    assert "Running stage" not in ran.replace("Running stage 'init_from'", "")
     mate(sys.executable, "-m", "sr_core.upscale", "models/best.pt", "data/demo/test/lr", "--out", "upscaled")
     assert len(list((teammate / "upscaled").iterdir())) == 2
     mate("dvc", "exp", "pull", "origin", best)

@@ -1,4 +1,6 @@
 import csv
+import dataclasses
+import hashlib
 import math
 import os
 import signal
@@ -43,11 +45,17 @@ def test_a_time_budget_stretches_the_schedule_over_it():
 
 def test_fingerprint_ignores_how_but_not_what(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    base = fingerprint(Params(), pairs[:4], pairs[4:])
-    assert base == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)), pairs[:4], pairs[4:])
-    assert base != fingerprint(Params(lr=2e-4), pairs[:4], pairs[4:])
-    assert base != fingerprint(Params(train=TrainConfig(epochs=5)), pairs[:4], pairs[4:])
-    assert base != fingerprint(Params(), pairs[:3], pairs[3:])
+    base = fingerprint(Params(), pairs[:4], pairs[4:], None)
+    assert base == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)), pairs[:4], pairs[4:], None)
+    assert base != fingerprint(Params(lr=2e-4), pairs[:4], pairs[4:], None)
+    assert base != fingerprint(Params(train=TrainConfig(epochs=5)), pairs[:4], pairs[4:], None)
+    assert base != fingerprint(Params(model=ModelConfig(batch_norm=False)), pairs[:4], pairs[4:], None)
+    assert base != fingerprint(Params(), pairs[:3], pairs[3:], None)
+    # the starting weights count by content, not by the file's name
+    started = fingerprint(Params(train=TrainConfig(init_from="a.pt")), pairs[:4], pairs[4:], "0" * 64)
+    assert started != base
+    assert started == fingerprint(Params(train=TrainConfig(init_from="b.pt")), pairs[:4], pairs[4:], "0" * 64)
+    assert started != fingerprint(Params(train=TrainConfig(init_from="a.pt")), pairs[:4], pairs[4:], "1" * 64)
 
 
 def tiny_params(**train) -> Params:
@@ -80,6 +88,43 @@ def test_training_writes_history_and_a_weights_only_checkpoint(paired_folder, em
     assert model(torch.rand(1, 3, 5, 5)).shape == (1, 3, 20, 20)
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["epoch"] == 3 and len(state["history"]) == 3 and bool(state["ema"]) == (ema_decay > 0)
+
+
+def test_fine_tuning_starts_from_the_checkpoints_weights_and_records_it(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    first, second = paired_folder / "first", paired_folder / "second"
+    train(tiny_params(epochs=1), pairs[:4], pairs[4:], first / "best.pt", first / "h.csv", first / "last.pt", first / "c")
+    start = torch.load(first / "best.pt", weights_only=True)["state_dict"]
+    # lr so small that one epoch leaves the weights where they started, to the float rounding
+    params = dataclasses.replace(tiny_params(epochs=1, init_from=str(first / "best.pt")), lr=1e-12)
+    summary = train(params, pairs[:4], pairs[4:], second / "best.pt", second / "h.csv", second / "last.pt",
+                    second / "c")
+    tuned = torch.load(second / "best.pt", weights_only=True)["state_dict"]
+    for key, value in start.items():
+        if value.is_floating_point() and "running" not in key:  # BatchNorm statistics move with the batches
+            torch.testing.assert_close(tuned[key], value, rtol=0, atol=1e-6)
+    assert summary["init_from"] == str(first / "best.pt")
+    assert summary["init_from_sha256"] == hashlib.sha256((first / "best.pt").read_bytes()).hexdigest()
+    scratch = train(tiny_params(epochs=1), pairs[:4], pairs[4:], second / "s.pt", second / "s.csv",
+                    second / "s_last.pt", second / "c")
+    assert scratch["init_from"] is None and scratch["init_from_sha256"] is None
+
+
+def test_fine_tuning_refuses_another_network_naming_the_difference(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    out = paired_folder / "out"
+    train(tiny_params(epochs=1), pairs[:4], pairs[4:], out / "best.pt", out / "h.csv", out / "last.pt", out / "c")
+    other = dataclasses.replace(tiny_params(epochs=1, init_from=str(out / "best.pt")),
+                                model=ModelConfig(num_blocks=2, num_features=8, bicubic_residual=True, batch_norm=False))
+    with pytest.raises(ValueError, match=r"train.init_from .*best.pt: its model differs: num_blocks 1 there, 2 in "
+                                         r"params.model; batch_norm True there, False in params.model"):
+        train(other, pairs[:4], pairs[4:], out / "b.pt", out / "h2.csv", out / "l2.pt", out / "c")
+    resume_state = tiny_params(epochs=1, init_from=str(out / "last.pt"))
+    with pytest.raises(ValueError, match="last.pt: not a model checkpoint .* not its resume state"):
+        train(resume_state, pairs[:4], pairs[4:], out / "b.pt", out / "h2.csv", out / "l2.pt", out / "c")
+    with pytest.raises(ValueError, match="nothere.pt: cannot read: No such file"):
+        train(tiny_params(init_from=str(out / "nothere.pt")), pairs[:4], pairs[4:], out / "b.pt", out / "h2.csv",
+              out / "l2.pt", out / "c")
 
 
 def test_resume_state_holds_the_best_weights_not_the_latest(paired_folder):
@@ -253,6 +298,7 @@ def test_training_stops_at_the_first_epoch_past_the_time_budget(paired_folder, m
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [float(row["seconds"]) for row in rows] == [4.0, 4.0, 4.0]
+    assert [float(row["steps_per_second"]) for row in rows] == [1.0, 1.0, 1.0] and summary["steps_per_second"] == 1.0
     assert [bool(row["val_psnr_rgb"]) for row in rows] == [False, False, True]  # the last epoch is validated
     cosine = [0.5 * (1 + math.cos(math.pi * step / 40)) * 1e-3 for step in (3, 28)]
     assert [float(row["lr"]) for row in rows] == pytest.approx(cosine + [0.0])
