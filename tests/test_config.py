@@ -1,11 +1,10 @@
-import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, write_params
-from sr_core.config import Params, build, load_params
+from conftest import REPO, documented_experiment, write_params
+from sr_core.config import ModelConfig, Params, build, load_params
 from sr_core.model import SRResNet
 
 
@@ -43,37 +42,22 @@ def test_non_positive_lr_is_an_error(tmp_path):
         load_params(write_params(tmp_path, {"lr": 0}))
 
 
-def readme_experiment(name: str) -> Params:
-    """The params of the README's `dvc exp run -n NAME ...` line, `-S key=value` applied as DVC does
-    (each key must already be in params.yaml, or DVC would not override it)."""
-    lines = (REPO / "README.md").read_text().splitlines()
-    words = shlex.split(next(text for text in lines if text.startswith(f"dvc exp run -n {name} ")))
-    values = yaml.safe_load((REPO / "params.yaml").read_text())
-    for flag, assignment in zip(words, words[1:]):
-        if flag == "-S":
-            key, value = assignment.split("=", 1)
-            *parents, leaf = key.split(".")
-            target = values
-            for parent in parents:
-                target = target[parent]
-            assert leaf in target, f"{key} is not in params.yaml, so DVC would not override it"
-            target[leaf] = yaml.safe_load(value)
-    return build(Params, values, complete=True)
-
-
-def test_readme_seed_command_gives_the_seed_setting():
-    params = readme_experiment("seed")
-    model = SRResNet(params.model)
-    assert sum(p.numel() for p in model.parameters()) == 1_549_443
+def test_documented_reference_command_gives_the_reference_scripts_setting():
+    params = documented_experiment("reference")
+    assert params.model == ModelConfig()  # its network, whatever the demo's defaults
+    assert sum(p.numel() for p in SRResNet(params.model).parameters()) == 1_549_443
     assert params.lr == 1e-4
     assert (params.train.epochs, params.train.batch_size, params.train.patch_size) == (100, 8, 0)
+    assert (params.train.patches_per_image, params.train.ema_decay, params.train.bf16) == (1, 0, False)  # one pass
     assert (params.train.schedule, params.train.loss, params.train.augment) == ("constant", "l1", False)
     assert (params.split.val_split, params.split.seed) == (0.15, 42)
 
 
-def test_readme_general_command_gives_the_general_setting():
-    params = readme_experiment("general")
-    assert sum(p.numel() for p in SRResNet(params.model).parameters()) == 1_549_443  # the seed's network
+def test_documented_general_command_gives_the_general_setting():
+    params = documented_experiment("general")
+    assert params.model == ModelConfig(num_blocks=16, num_features=32, bicubic_residual=True, activation="relu",
+                                       upsampler_activation="prelu", batch_norm=False)
+    assert (params.lr, params.train.warmup_epochs, params.train.ema_decay) == (1e-3, 4, 0)
     assert params.data.extra_train_dirs == ("../shared/datasets/T91", "../shared/datasets/BSD200")
     assert [Path(folder).name for folder in params.evaluate.benchmarks] == ["Set5", "Set14", "BSD100"]
     assert (params.train.schedule, params.train.time_limit_minutes, params.train.augment) == ("cosine", 10, True)
