@@ -9,11 +9,12 @@ is (copy them there: ../shared does not travel to the lent machine). The parts, 
 added to OUT/gpu_check.json (rewritten whole after each part) and printed as a table when it ends:
 
   environment   GPU, memory, torch / CUDA / cuDNN versions
-  throughput    training at full size (HR 1920x1080): the seed-style loop against the engine on
+  throughput    training at full size (HR 1920x1080): the reference script's loop against the engine on
                 whole images and on 96 px patches, bf16 and compile on and off; HR MPix/s and MFU
   real_scale    validation of 675 and predict+submit of 500 1080p images, measured on a fraction
                 and projected (labelled so)
-  general       the general model (the seed's SRResNet on T91 + BSD200, patches, flips, cosine)
+  general       the general model in the setting recommended for a GPU (16x64, no BatchNorm, PReLU
+                upsampler, bicubic residual) on T91 + BSD200, patches, flips, warmup, cosine,
                 trained under a time budget, then Set5 / Set14 / BSD100 next to bicubic and the
                 published SRResNet row
   bf16          bf16 against fp32 inference of that model: PSNR-Y on Set5
@@ -61,16 +62,24 @@ SCALE = 4
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 PUBLISHED_SRRESNET = {"Set5": (32.05, 0.9019), "Set14": (28.49, 0.8184), "BSD100": (27.58, 0.7620)}  # Ledig et al.
 FULL = {"val": 675, "test": 500}  # the reference task's val split and test set
+# The setting recommended for a GPU (docs/recipes.md, "On a GPU"): the reference network's full size
+# without BatchNorm, with a PReLU upsampler, a warmup and a cosine at the CPU grid's best rate.
+GPU_MODEL = ModelConfig(num_blocks=16, num_features=64, bicubic_residual=True, activation="relu",
+                        upsampler_activation="prelu", batch_norm=False)
+GPU_TRAIN = dict(lr=1e-3, batch_size=64, patch_size=96, patches_per_image=64, schedule="cosine", warmup_epochs=1)
 
 
 def sizes(smoke: bool) -> dict:
     """Everything that differs between a real run and a smoke run."""
     if smoke:
         return dict(width=192, height=108, pairs=8, steps=1, patch_batch=8, val_images=2, test_images=2,
-                    model=ModelConfig(num_blocks=1, num_features=8), batch_size=4, patches_per_image=2,
+                    model=ModelConfig(num_blocks=1, num_features=8),
+                    general_model=dataclasses.replace(GPU_MODEL, num_blocks=1, num_features=8),
+                    batch_size=4, patches_per_image=2,
                     val_every=2, minutes={"throughput": 0.5, "real_scale": 0.3, "general": 0.1, "bf16": 0.3})
     return dict(width=1920, height=1080, pairs=16, steps=10, patch_batch=128, val_images=32, test_images=32,
-                model=ModelConfig(), batch_size=64, patches_per_image=64, val_every=5,
+                model=ModelConfig(), general_model=GPU_MODEL, batch_size=GPU_TRAIN["batch_size"],
+                patches_per_image=GPU_TRAIN["patches_per_image"], val_every=5,
                 minutes={"throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5})
 
 
@@ -103,7 +112,7 @@ def environment(device: torch.device) -> list[dict]:
 
 
 def throughput(device: torch.device, size: dict, work: Path, deadline: float) -> list[dict]:
-    """HR MPix/s of training at full size: the seed-style loop, then the engine in each setting,
+    """HR MPix/s of training at full size: the reference script's loop, then the engine in each setting,
     as many as the time box holds (compile last: its first steps compile)."""
     pairs = make_pairs(work / "throughput", size["pairs"], size["width"], size["height"], SCALE)
     decoded = decode_pairs(pairs, SCALE)
@@ -179,18 +188,18 @@ def general(device: torch.device, size: dict, data: Path, out: Path, minutes: fl
             work: Path) -> list[dict]:
     """The general model under a time budget, then the benchmarks next to bicubic and the published
     SRResNet row. Returns the rows; the model is left at OUT/general/best.pt."""
-    patch = 96
+    patch = GPU_TRAIN["patch_size"]
     pairs, rejects = check_pairs(None, data / "datasets" / "T91" / "hr", SCALE,
                                  min_hr_side=max(patch, min_scored_side(SCALE)),
                                  extra_dirs=(data / "datasets" / "BSD200",))
     by_name = {pair.name: pair for pair in pairs}
     train_names, val_names = split_names(list(by_name), 0.15, 42)
     config = TrainConfig(epochs=100_000, batch_size=size["batch_size"], patch_size=patch,
-                         patches_per_image=size["patches_per_image"], schedule="cosine", warmup_epochs=1,
+                         patches_per_image=size["patches_per_image"], schedule=GPU_TRAIN["schedule"],
+                         warmup_epochs=GPU_TRAIN["warmup_epochs"],
                          val_every=size["val_every"], time_limit_minutes=minutes, device=device.type)
-    # the README's general setting's rate: at 5e-4 the seed's network with a bicubic residual loses
-    # its upsampler's ReLUs within tens of steps (measured on the CPU)
-    params = Params(lr=2e-4, model=dataclasses.replace(size["model"], bicubic_residual=residual), train=config)
+    model = dataclasses.replace(size["general_model"], bicubic_residual=residual)
+    params = Params(lr=GPU_TRAIN["lr"], model=model, train=config)
     folder = out / "general"
     summary = train(params, [by_name[n] for n in train_names], [by_name[n] for n in val_names], folder / "best.pt",
                     folder / "history.csv", folder / "last.pt", work / "cache")

@@ -5,7 +5,7 @@
 
 Synthesises pairs at the reference shape (HR 1920x1080 opaque RGBA PNG, LR 480x270 RGB PNG, cut
 from scikit-image's photographs) and times, per image, in the same run:
-  decoding a pair; validation metrics (no SSIM); evaluate metrics (SSIM); inference of the seed's
+  decoding a pair; validation metrics (no SSIM); evaluate metrics (SSIM); inference of the reference script's
   network (with the network alone reported apart); PNG encoding; a submission row and its check;
   predict+submit's host work with 1 worker against all workers; the upscale's memory per output
   pixel (peak RSS of two sizes in fresh processes).
@@ -295,7 +295,7 @@ def report(results: dict) -> None:
         print(f"{name:34s} {t['before']:9.4f} {t['now']:9.4f} {t['before'] / t['now']:8.2f}x{extra}")
     memory = results["memory_bytes_per_output_pixel"]
     print(f"{'upscale memory, bytes/output px':34s} {memory['before']:9.2f} {memory['now']:9.2f}")
-    print(f"train step of the seed's network: {results['train_step_seconds']:.3f} s per image")
+    print(f"train step of the reference script's network: {results['train_step_seconds']:.3f} s per image")
     print("\nPNG compression of one SR image:")
     for level, value in results["png_levels"].items():
         print(f"  level {level}: {value['bytes'] / 1e6:6.2f} MB, {value['seconds']:.3f} s")
@@ -312,8 +312,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=32 if cuda else 8, help="synthetic pairs and test images")
     parser.add_argument("--infer-images", type=int, default=None,
-                        help="images for the inference timings (default: all on CUDA, 2 on a CPU, where the seed's "
-                             "network takes ~5 s an image)")
+                        help="images for the inference timings (default: all on CUDA, 2 on a CPU, where the "
+                             "reference script's network takes ~5 s an image)")
     parser.add_argument("--width", type=int, default=1920, help="HR width")
     parser.add_argument("--height", type=int, default=1080, help="HR height")
     parser.add_argument("--workers", type=int, default=0, help="threads for the host's work (0: one per core)")

@@ -4,12 +4,12 @@
     python benchmarks/train_throughput.py --width 1920 --height 1080 --pairs 32   # on a GPU
 
 Prints HR megapixels trained per second by
-  (a) the seed's loop: fp32, eager, both PNGs decoded by PIL for every item, whole images, batch 8;
+  (a) the reference script's loop: fp32, eager, both PNGs decoded by PIL for every item, whole images, batch 8;
   (b) this engine: pairs decoded once, random patches cut on the training device, bf16 autocast and
       channels_last on CUDA (and torch.compile with --compile);
 their ratio; on CUDA the share of the device's dense bf16 peak that (b) reaches; and the batcher
 alone, in patches per second, against the patches per second that (b)'s model consumes.
-Both train the seed's network (16 blocks, 64 features) with L1 and Adam. The data are synthetic
+Both train the reference script's network (16 blocks, 64 features) with L1 and Adam. The data are synthetic
 PNG pairs (smooth gradients with noise and edges) written to a temporary folder.
 """
 
@@ -56,7 +56,7 @@ def make_pairs(folder: Path, count: int, width: int, height: int, scale: int) ->
 
 
 class SeedDataset(Dataset):
-    """The seed's data path: both PNGs opened and decoded by PIL for every item, whole images."""
+    """The reference script's data path: both PNGs opened and decoded by PIL for every item, whole images."""
 
     def __init__(self, pairs: list[Pair]):
         self.pairs = pairs
@@ -89,7 +89,7 @@ def time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
 
 def seed_loop(pairs: list[Pair], device: torch.device, steps: int, workers: int,
               config: ModelConfig = ModelConfig()) -> float:
-    """HR MPix/s of the seed's loop (on the seed's network unless `config` says otherwise)."""
+    """HR MPix/s of the reference script's loop (on the reference script's network unless `config` says otherwise)."""
     model = SRResNet(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loader = DataLoader(SeedDataset(pairs), batch_size=8, shuffle=True, num_workers=workers, drop_last=True,
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20 if cuda else 4, help="timed steps per loop")
     parser.add_argument("--batch-size", type=int, default=64 if cuda else 16, help="engine batch")
     parser.add_argument("--patch-size", type=int, default=192 if cuda else 96, help="engine HR patch side")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the seed loop")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference script's loop")
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
     args = parser.parse_args()
     device = torch.device("cuda" if cuda else "cpu")

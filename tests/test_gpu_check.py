@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, documented_experiment
 
 PARTS = ["environment", "throughput", "real_scale", "general", "bf16"]
 
@@ -44,3 +44,13 @@ def test_parts_that_do_not_fit_the_time_box_are_recorded_as_skipped(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [part["part"] for part in report["parts"]] == PARTS
     assert all(part["status"].startswith("skipped:") for part in report["parts"][1:])
+
+
+def test_the_general_part_trains_the_documented_gpu_setting():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_check
+    params = documented_experiment("gpu")
+    assert params.model == gpu_check.sizes(smoke=False)["general_model"] == gpu_check.GPU_MODEL
+    assert params.lr == gpu_check.GPU_TRAIN["lr"]
+    assert {key: getattr(params.train, key) for key in gpu_check.GPU_TRAIN if key != "lr"} == \
+        {key: value for key, value in gpu_check.GPU_TRAIN.items() if key != "lr"}
