@@ -9,14 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from conftest import REPO, documented_experiment, write_params
 from sr_core.checkpoint import load_model
-from sr_core.config import Params, TrainConfig
-from sr_core.data import check_pairs, write_split
+from sr_core.config import DemoConfig, Params, TrainConfig
+from sr_core.data import check_pairs, load_pair, write_split
+from sr_core.demo import make_demo_data
+from sr_core.metrics import psnr_y
 from sr_core.model import ModelConfig
 from sr_core.training import copy_state, fingerprint, lr_factor, schedule_step, train
 
@@ -319,8 +323,6 @@ def test_the_reference_setting_trains_on_whole_images_one_pass_an_epoch(paired_f
 @pytest.fixture(scope="module")
 def photo_tiles(tmp_path_factory) -> list:
     """Paired 64 px HR tiles of three of scikit-image's photographs (the demo data's way)."""
-    from sr_core.config import DemoConfig
-    from sr_core.demo import make_demo_data
     folder = tmp_path_factory.mktemp("tiles")
     make_demo_data(DemoConfig(out_dir=str(folder), train_images=("astronaut", "coffee", "chelsea"),
                               test_images=("camera",), tile_size=64), 4)
@@ -333,10 +335,6 @@ def correction_over_bicubic(model_path: Path, pairs: list) -> tuple[float, float
     """(PSNR-Y gain in dB, spatial std in 8-bit levels) of what the model adds to PyTorch's bicubic,
     averaged over the pairs. A collapsed bicubic-residual network adds a constant: its last
     upsampler stage passes nothing, leaving the final convolution's bias."""
-    import numpy as np
-    import torch.nn.functional as F
-    from sr_core.data import load_pair
-    from sr_core.metrics import psnr_y
     model = load_model(model_path, torch.device("cpu"))
     gains, spreads = [], []
     for pair in pairs:
