@@ -27,7 +27,6 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the tables stay readable
 
-import argparse
 import dataclasses
 import platform
 import sys
@@ -46,6 +45,7 @@ from real_scale import synthesize  # this folder is on the path when a script he
 from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs
 from sr_core.benchmark import load_sets
 from sr_core.checkpoint import load_model
+from sr_core.cli import argument_parser
 from sr_core.config import InferenceConfig, ModelConfig, Params, TrainConfig
 from sr_core.data import check_pairs, split_names
 from sr_core.evaluation import score_pairs, summarize
@@ -54,19 +54,22 @@ from sr_core.images import bicubic_downscale, write_png
 from sr_core.inference import upscale_files
 from sr_core.metrics import min_scored_side
 from sr_core.model import SRResNet
+from sr_core.preset import read_preset
 from sr_core.submission import write_submission
 from sr_core.training import train, validate
-from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, make_pairs, seed_loop, time_steps
+from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, make_pairs, reference_loop, time_steps
 
 SCALE = 4
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 PUBLISHED_SRRESNET = {"Set5": (32.05, 0.9019), "Set14": (28.49, 0.8184), "BSD100": (27.58, 0.7620)}  # Ledig et al.
 FULL = {"val": 675, "test": 500}  # the reference task's val split and test set
-# The setting recommended for a GPU (docs/recipes.md, "On a GPU"): the reference network's full size
-# without BatchNorm, with a PReLU upsampler, a warmup and a cosine at the CPU grid's best rate.
-GPU_MODEL = ModelConfig(num_blocks=16, num_features=64, bicubic_residual=True, activation="relu",
-                        upsampler_activation="prelu", batch_norm=False)
-GPU_TRAIN = dict(lr=1e-3, batch_size=64, patch_size=96, patches_per_image=64, schedule="cosine", warmup_epochs=1)
+# The setting recommended for a GPU, read from its preset (presets/gpu.yaml) so there is one: its
+# network, and the training keys that do not depend on the data set (the time budget is this script's).
+GPU_PRESET = read_preset(Path(__file__).resolve().parent.parent / "presets" / "gpu.yaml")
+GPU_MODEL = ModelConfig(**{key.removeprefix("model."): value for key, value in GPU_PRESET.items()
+                           if key.startswith("model.")})
+GPU_TRAIN = {"lr": GPU_PRESET["lr"]} | {key: GPU_PRESET[f"train.{key}"] for key in
+                                        ("batch_size", "patch_size", "patches_per_image", "schedule", "warmup_epochs")}
 
 
 def sizes(smoke: bool) -> dict:
@@ -121,8 +124,8 @@ def throughput(device: torch.device, size: dict, work: Path, deadline: float) ->
     cuda, image_pixels = device.type == "cuda", size["width"] * size["height"]
     peak = bf16_peak(torch.cuda.get_device_name(device)) if cuda else None
     model, workers = size["model"], min(8, len(os.sched_getaffinity(0)))
-    runs = [("seed loop: fp32, PIL per item, whole images", 8,
-             lambda: seed_loop(pairs, device, size["steps"], workers, model))]
+    runs = [("reference script loop: fp32, PIL per item, whole images", 8,
+             lambda: reference_loop(pairs, device, size["steps"], workers, model))]
     for bf16 in (True, False):
         runs.append((f"engine: whole images, {'bf16' if bf16 else 'fp32'}", 8,
                      lambda bf16=bf16: engine(whole, 8, image_pixels, device, size["steps"], False, bf16, model)))
@@ -133,15 +136,15 @@ def throughput(device: torch.device, size: dict, work: Path, deadline: float) ->
         runs.append((f"engine: 96 px patches, {'bf16' if bf16 else 'fp32'}{', compiled' if compiled else ''}", batch,
                      lambda bf16=bf16, compiled=compiled, batch=batch:
                      engine(patches, batch, 96 * 96, device, size["steps"], compiled, bf16, model)))
-    rows, seed = [], None
+    rows, baseline = [], None
     for name, batch, run in runs:
         if time.monotonic() > deadline:
             rows.append({"setting": name, "status": "skipped: time box spent"})
             continue
         mpix = run()
-        seed = seed or mpix
+        baseline = baseline or mpix
         rows.append({"setting": name, "batch": batch, "hr_mpix_per_s": round(mpix, 3),
-                     "vs_seed_loop": round(mpix / seed, 2),
+                     "vs_reference_loop": round(mpix / baseline, 2),
                      "mfu": round(mpix * 1e6 * FLOP_PER_HR_PIXEL / peak, 4) if peak else None})
     return rows
 
@@ -239,7 +242,7 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__, "python benchmarks/gpu_check.py")
     parser.add_argument("--data", type=Path, default=Path("../shared"), help="datasets/ and benchmarks/x4/ (see above)")
     parser.add_argument("--out", type=Path, required=True, help="where gpu_check.json and the general model go")
     parser.add_argument("--minutes", type=float, default=8.0, help="the whole run's time box")

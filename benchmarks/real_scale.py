@@ -1,4 +1,4 @@
-"""The work around the network at the reference task's size: the previous path against today's, in one run.
+"""The work around the network at the reference task's size: a plain serial baseline against sr_core, in one run.
 
     python benchmarks/real_scale.py                           # a few 1080p images on this machine
     python benchmarks/real_scale.py --images 64 --out real_scale.json
@@ -9,9 +9,9 @@ from scikit-image's photographs) and times, per image, in the same run:
   network (with the network alone reported apart); PNG encoding; a submission row and its check;
   predict+submit's host work with 1 worker against all workers; the upscale's memory per output
   pixel (peak RSS of two sizes in fresh processes).
-"Before" is the code as of commit 6f01e40, restated here: serial numpy/scikit-image and Pillow on
+"Baseline" is the straightforward path, written out here: serial numpy/scikit-image and Pillow on
 the host, the csv module, float images assembled on the host. "Now" is sr_core. It prints a table,
-the PNG compression levels' size against time, and projections of one seed epoch (3,825 train +
+the PNG compression levels' size against time, and projections of one reference epoch (3,825 train +
 675 val) and of predict+submit for 500 test images, for this machine and for a 16-core GPU
 machine; it writes everything as JSON.
 """
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sr_core.batches import decode_pairs
+from sr_core.cli import argument_parser
 from sr_core.data import Pair, load_pair
 from sr_core.images import bicubic_upscale, encode_png, image_size, read_rgb, write_png
 from sr_core.inference import upscale_stream
@@ -50,7 +51,7 @@ from train_throughput import time_steps  # this folder is on the path when a scr
 
 SCALE = 4
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")  # bundled: no download
-SEED_EPOCH = {"train": 3825, "val": 675}
+REFERENCE_EPOCH = {"train": 3825, "val": 675}
 TEST_IMAGES = 500
 GPU_CORES = 16
 
@@ -82,11 +83,11 @@ def clock(fn, device: torch.device) -> float:
     return time_steps(fn, steps=1, warmup=0, device=device)
 
 
-# --- the previous path (commit 6f01e40), restated -----------------------------------------------
+# --- the baseline: the straightforward serial path -----------------------------------------------------
 
 @torch.no_grad()
-def before_upscale(model: SRResNet, lr_img: np.ndarray, tile: int) -> np.ndarray:
-    """The previous upscale: float tensors, the SR image assembled in float32 on the host."""
+def baseline_upscale(model: SRResNet, lr_img: np.ndarray, tile: int) -> np.ndarray:
+    """The baseline upscale: float tensors, the SR image assembled in float32 on the host."""
     device = next(model.parameters()).device
     lr = torch.from_numpy(np.ascontiguousarray(lr_img)).permute(2, 0, 1).float().div(255)[None].to(device)
     height, width = lr.shape[-2:]
@@ -108,8 +109,8 @@ def before_upscale(model: SRResNet, lr_img: np.ndarray, tile: int) -> np.ndarray
     return to_image(sr)
 
 
-def before_submission(test_paths: list[Path], pred_dir: Path, out_path: Path) -> None:
-    """The previous submit: rows through the csv module, then every row decoded back, serially."""
+def baseline_submission(test_paths: list[Path], pred_dir: Path, out_path: Path) -> None:
+    """The baseline submit: rows through the csv module, then every row decoded back, serially."""
     csv.field_size_limit(sys.maxsize)
     with open(out_path, "w") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -131,13 +132,13 @@ MEMORY_PROBE = """
 import re, sys
 import numpy as np, torch
 sys.path.insert(0, {benchmarks!r})
-from real_scale import before_upscale
+from real_scale import baseline_upscale
 from sr_core.inference import upscale
 from sr_core.model import ModelConfig, SRResNet
 def status_bytes(field):
     return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
-run = before_upscale if sys.argv[1] == "before" else upscale
+run = baseline_upscale if sys.argv[1] == "baseline" else upscale
 run(model, np.zeros((64, 64, 3), np.uint8), 64)
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: count only what follows
 start = status_bytes("VmRSS")
@@ -148,7 +149,7 @@ print(status_bytes("VmHWM") - start)
 
 
 def memory_slope(path: str, sides: tuple[int, int] = (300, 900)) -> float:
-    """Bytes of peak RSS per output pixel of `path`'s upscale ("before" or "now"), from two LR sizes
+    """Bytes of peak RSS per output pixel of `path`'s upscale ("baseline" or "now"), from two LR sizes
     in fresh processes, tiles of 64 and a one-block network (the slope does not depend on it).
 
     Each process resets its peak (VmHWM) after a warm-up, so the import's peak does not count.
@@ -172,51 +173,51 @@ def measure_metrics(sr_imgs: list[np.ndarray], hr_imgs: list[np.ndarray], device
     timings = {}
     for name, ssim in (("validation metrics (no SSIM)", False), ("evaluate metrics (SSIM)", True)):
         batch_metrics(sr[:1], hr[:1], SCALE, ssim)  # warm-up
-        before = clock(lambda: [image_metrics(s, h, SCALE, ssim) for s, h in zip(sr_imgs, hr_imgs)], device)
+        baseline = clock(lambda: [image_metrics(s, h, SCALE, ssim) for s, h in zip(sr_imgs, hr_imgs)], device)
         now = clock(lambda: batch_metrics(sr, hr, SCALE, ssim), device)
-        timings[name] = {"before": before / len(hr), "now": now / len(hr)}
+        timings[name] = {"baseline": baseline / len(hr), "now": now / len(hr)}
     return timings
 
 
 def measure_inference(model: SRResNet, lr_imgs: list[np.ndarray], device: torch.device) -> dict:
-    """Per image: the previous upscale against upscale_stream, and the network's forward alone."""
+    """Per image: the baseline upscale against upscale_stream, and the network's forward alone."""
     lr = torch.from_numpy(lr_imgs[0]).permute(2, 0, 1)[None].to(device).float().div(255)
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         model(lr[..., :64, :64])  # warm-up
         network = clock(lambda: model(lr), device)
-    before = clock(lambda: [before_upscale(model, lr_img, 512) for lr_img in lr_imgs], device)
+    baseline = clock(lambda: [baseline_upscale(model, lr_img, 512) for lr_img in lr_imgs], device)
     now = clock(lambda: list(upscale_stream(model, lr_imgs, tile=512)), device)
-    return {"before": before / len(lr_imgs), "now": now / len(lr_imgs), "network alone": network}
+    return {"baseline": baseline / len(lr_imgs), "now": now / len(lr_imgs), "network alone": network}
 
 
 def measure_encoding(sr_imgs: list[np.ndarray], workers: int, device: torch.device) -> tuple[dict, dict]:
     """Per image: PNG encoding (level 6) serially against the thread pool; and each level's size and time."""
-    before = clock(lambda: [encode_png(img) for img in sr_imgs], device)
+    baseline = clock(lambda: [encode_png(img) for img in sr_imgs], device)
     with ThreadPoolExecutor(workers) as pool:
         now = clock(lambda: list(ordered_map(pool, encode_png, sr_imgs, workers)), device)
     levels = {level: {"bytes": len(encode_png(sr_imgs[0], level)),
                       "seconds": clock(lambda: encode_png(sr_imgs[0], level), device)} for level in (0, 1, 3, 6, 9)}
-    return {"before": before / len(sr_imgs), "now": now / len(sr_imgs)}, levels
+    return {"baseline": baseline / len(sr_imgs), "now": now / len(sr_imgs)}, levels
 
 
 def measure_submission(folder: Path, test_paths: list[Path], sr_imgs: list[np.ndarray], workers: int,
                        device: torch.device) -> dict:
     """Per image: a submission row and its check; and all of predict+submit's work around the
-    network (decode the LR, encode and write the SR PNG, the row and its check), before and now,
+    network (decode the LR, encode and write the SR PNG, the row and its check), baseline and now,
     and now with one worker."""
     test_dir, pred_dir = test_paths[0].parent, folder / "pred"
     pred_paths = [pred_dir / path.name for path in test_paths]
     for path, img in zip(pred_paths, sr_imgs):
         write_png(path, img)
     n = len(test_paths)
-    before = clock(lambda: before_submission(test_paths, pred_dir, folder / "before.csv"), device)
+    baseline = clock(lambda: baseline_submission(test_paths, pred_dir, folder / "baseline.csv"), device)
     now = clock(lambda: write_submission(test_dir, pred_dir, folder / "submission.csv", SCALE, workers), device)
 
-    def before_host_work() -> None:
+    def baseline_host_work() -> None:
         for lr_path, pred_path, img in zip(test_paths, pred_paths, sr_imgs):
             read_rgb(lr_path)
             write_png(pred_path, img)
-        before_submission(test_paths, pred_dir, folder / "before.csv")
+        baseline_submission(test_paths, pred_dir, folder / "baseline.csv")
 
     def host_work(threads: int) -> None:  # as upscale_files and write_submission do it
         with ThreadPoolExecutor(threads) as pool:
@@ -224,8 +225,8 @@ def measure_submission(folder: Path, test_paths: list[Path], sr_imgs: list[np.nd
             list(ordered_map(pool, lambda item: write_png(*item), zip(pred_paths, sr_imgs), threads))
         write_submission(test_dir, pred_dir, folder / "submission.csv", SCALE, threads)
 
-    return {"submission row + check": {"before": before / n, "now": now / n},
-            "predict+submit host work": {"before": clock(before_host_work, device) / n,
+    return {"submission row + check": {"baseline": baseline / n, "now": now / n},
+            "predict+submit host work": {"baseline": clock(baseline_host_work, device) / n,
                                          "now": clock(lambda: host_work(workers), device) / n,
                                          "now, 1 worker": clock(lambda: host_work(1), device) / n}}
 
@@ -252,49 +253,49 @@ def measure_train_step(model: SRResNet, width: int, height: int, device: torch.d
 
 
 def project(results: dict, hr_mpix: float, args: argparse.Namespace, cuda: bool) -> dict:
-    """One seed epoch and predict+submit of 500 test images, from the per-image figures.
+    """One reference epoch and predict+submit of 500 test images, from the per-image figures.
 
     This machine: the measured figures. The 16-core GPU machine: measured figures when this runs
-    on one; else the network at the assumed rates (flags), the previous path's host work as here
+    on one; else the network at the assumed rates (flags), the baseline's host work as here
     (it is serial), the new path's host work scaled from this run's workers to 16 cores, and its
     metrics, which run on the GPU, left out (not measured).
     """
     t = results["per_image_seconds"]
-    inference = t["inference (seed network)"]
+    inference = t["inference (reference network)"]
     projections = {}
     for machine in ("this machine", f"{GPU_CORES}-core GPU machine"):
         measured = cuda or machine == "this machine"
         train = results["train_step_seconds"] if measured else hr_mpix / args.gpu_train_mpix
         network = inference["network alone"] if measured else hr_mpix / args.gpu_infer_mpix
         host_speedup = 1 if measured else GPU_CORES / results["workers"]
-        infer_before = network + max(inference["before"] - inference["network alone"], 0)
+        infer_baseline = network + max(inference["baseline"] - inference["network alone"], 0)
         infer_now = network + max(inference["now"] - inference["network alone"], 0)
-        val_before = infer_before + t["validation metrics (no SSIM)"]["before"]
+        val_baseline = infer_baseline + t["validation metrics (no SSIM)"]["baseline"]
         val_now = infer_now + (t["validation metrics (no SSIM)"]["now"] if measured else 0)
         projections[machine] = {
             "basis": "measured" if measured else "projected: network at the assumed rates, host work scaled",
-            "seed epoch": {"before": SEED_EPOCH["train"] * train + SEED_EPOCH["val"] * val_before,
-                           "now": SEED_EPOCH["train"] * train + SEED_EPOCH["val"] * val_now},
-            "seed epoch: validation": {"before": SEED_EPOCH["val"] * val_before, "now": SEED_EPOCH["val"] * val_now},
-            # before, every step ran in turn; now the host's work runs in threads beside the network
+            "reference epoch": {"baseline": REFERENCE_EPOCH["train"] * train + REFERENCE_EPOCH["val"] * val_baseline,
+                           "now": REFERENCE_EPOCH["train"] * train + REFERENCE_EPOCH["val"] * val_now},
+            "reference epoch: validation": {"baseline": REFERENCE_EPOCH["val"] * val_baseline, "now": REFERENCE_EPOCH["val"] * val_now},
+            # the baseline runs every step in turn; now the host's work runs in threads beside the network
             "predict+submit 500": {
-                "before": TEST_IMAGES * (infer_before + t["predict+submit host work"]["before"]),
+                "baseline": TEST_IMAGES * (infer_baseline + t["predict+submit host work"]["baseline"]),
                 "now": TEST_IMAGES * max(infer_now, t["predict+submit host work"]["now"] / host_speedup)},
         }
     return projections
 
 
 def report(results: dict) -> None:
-    print(f"\nper {results['hr_size'][0]}x{results['hr_size'][1]} image, seconds (before = commit 6f01e40):")
-    print(f"{'work':34s} {'before':>9s} {'now':>9s} {'speed-up':>9s}")
+    print(f"\nper {results['hr_size'][0]}x{results['hr_size'][1]} image, seconds:")
+    print(f"{'work':34s} {'baseline':>9s} {'now':>9s} {'speed-up':>9s}")
     for name, t in results["per_image_seconds"].items():
         extra = f"  (network alone {t['network alone']:.3f} s)" if "network alone" in t else ""
         if "now, 1 worker" in t:
             extra = (f"  (now with 1 worker {t['now, 1 worker']:.4f} s: {results['workers']} workers are "
                      f"{t['now, 1 worker'] / t['now']:.2f}x faster)")
-        print(f"{name:34s} {t['before']:9.4f} {t['now']:9.4f} {t['before'] / t['now']:8.2f}x{extra}")
+        print(f"{name:34s} {t['baseline']:9.4f} {t['now']:9.4f} {t['baseline'] / t['now']:8.2f}x{extra}")
     memory = results["memory_bytes_per_output_pixel"]
-    print(f"{'upscale memory, bytes/output px':34s} {memory['before']:9.2f} {memory['now']:9.2f}")
+    print(f"{'upscale memory, bytes/output px':34s} {memory['baseline']:9.2f} {memory['now']:9.2f}")
     print(f"train step of the reference script's network: {results['train_step_seconds']:.3f} s per image")
     print("\nPNG compression of one SR image:")
     for level, value in results["png_levels"].items():
@@ -304,12 +305,12 @@ def report(results: dict) -> None:
         print(f"  {machine} ({figures['basis']}):")
         for name, value in figures.items():
             if name != "basis":
-                print(f"    {name:30s} before {value['before']:10.1f}   now {value['now']:10.1f}")
+                print(f"    {name:30s} baseline {value['baseline']:10.1f}   now {value['now']:10.1f}")
 
 
 def main() -> None:
     cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__, "python benchmarks/real_scale.py")
     parser.add_argument("--images", type=int, default=32 if cuda else 8, help="synthetic pairs and test images")
     parser.add_argument("--infer-images", type=int, default=None,
                         help="images for the inference timings (default: all on CUDA, 2 on a CPU, where the "
@@ -318,8 +319,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1080, help="HR height")
     parser.add_argument("--workers", type=int, default=0, help="threads for the host's work (0: one per core)")
     parser.add_argument("--gpu-train-mpix", type=float, default=300.0,
-                        help="assumed training rate on the GPU machine, HR MPix/s, when not run on one "
-                             "(default: the goal of issue 4)")
+                        help="assumed training rate on the GPU machine, HR MPix/s, when not run on one")
     parser.add_argument("--gpu-infer-mpix", type=float, default=900.0,
                         help="assumed inference rate on the GPU machine, HR MPix/s, when not run on one")
     parser.add_argument("--memory-sides", type=int, nargs=2, default=(300, 900),
@@ -341,23 +341,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pairs = synthesize(folder, n, args.width, args.height)
-        before = clock(lambda: [load_pair(pair, SCALE) for pair in pairs], device) / n
+        baseline = clock(lambda: [load_pair(pair, SCALE) for pair in pairs], device) / n
         decoded = []
         now = clock(lambda: decoded.extend(decode_pairs(pairs, SCALE, workers=workers)), device) / n
-        timings["decode a pair"] = {"before": before, "now": now}
+        timings["decode a pair"] = {"baseline": baseline, "now": now}
         # the SR images are bicubic: smooth like a model's, so PNGs compress as they would
         sr_imgs = [bicubic_upscale(lr_img, SCALE) for lr_img, _ in decoded]
         timings |= measure_metrics(sr_imgs, [hr_img for _, hr_img in decoded], device)
         model = SRResNet(ModelConfig()).to(device).eval()
         if cuda:
             model = model.to(memory_format=torch.channels_last)
-        timings["inference (seed network)"] = measure_inference(model, [lr for lr, _ in decoded[:infer_n]], device)
+        timings["inference (reference network)"] = measure_inference(model, [lr for lr, _ in decoded[:infer_n]], device)
         timings["PNG encode (level 6)"], results["png_levels"] = measure_encoding(sr_imgs, workers, device)
         timings |= measure_submission(folder, [pair.lr_path for pair in pairs], sr_imgs, workers, device)
         results["train_step_seconds"] = measure_train_step(model, args.width, args.height, device)
 
     results["memory_bytes_per_output_pixel"] = {path: memory_slope(path, args.memory_sides)
-                                                 for path in ("before", "now")}
+                                                 for path in ("baseline", "now")}
     results["projections"] = project(results, hr_mpix, args, cuda)
     report(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

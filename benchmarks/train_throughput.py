@@ -1,4 +1,4 @@
-"""Training throughput: a seed-style loop against this engine, measured in one run on the same data.
+"""Training throughput: the reference script's loop against this engine, measured in one run on the same data.
 
     python benchmarks/train_throughput.py                     # reduced sizes on a CPU
     python benchmarks/train_throughput.py --width 1920 --height 1080 --pairs 32   # on a GPU
@@ -13,7 +13,6 @@ Both train the reference script's network (16 blocks, 64 features) with L1 and A
 PNG pairs (smooth gradients with noise and edges) written to a temporary folder.
 """
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from sr_core.batches import PatchBatcher, decode_pairs
+from sr_core.cli import argument_parser
 from sr_core.data import Pair
 from sr_core.images import bicubic_downscale
 from sr_core.model import ModelConfig, SRResNet
@@ -55,7 +55,7 @@ def make_pairs(folder: Path, count: int, width: int, height: int, scale: int) ->
     return pairs
 
 
-class SeedDataset(Dataset):
+class ReferenceDataset(Dataset):
     """The reference script's data path: both PNGs opened and decoded by PIL for every item, whole images."""
 
     def __init__(self, pairs: list[Pair]):
@@ -87,12 +87,12 @@ def time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def seed_loop(pairs: list[Pair], device: torch.device, steps: int, workers: int,
+def reference_loop(pairs: list[Pair], device: torch.device, steps: int, workers: int,
               config: ModelConfig = ModelConfig()) -> float:
     """HR MPix/s of the reference script's loop (on the reference script's network unless `config` says otherwise)."""
     model = SRResNet(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    loader = DataLoader(SeedDataset(pairs), batch_size=8, shuffle=True, num_workers=workers, drop_last=True,
+    loader = DataLoader(ReferenceDataset(pairs), batch_size=8, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     batches = iter(())
 
@@ -137,11 +137,11 @@ def engine(batcher: PatchBatcher, batch_size: int, sample_pixels: int, device: t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__, "python benchmarks/train_throughput.py")
     cuda = torch.cuda.is_available()
     parser.add_argument("--width", type=int, default=1920 if cuda else 256, help="HR width")
     parser.add_argument("--height", type=int, default=1080 if cuda else 144, help="HR height")
-    parser.add_argument("--pairs", type=int, default=32 if cuda else 16)
+    parser.add_argument("--pairs", type=int, default=32 if cuda else 16, help="synthetic training pairs")
     parser.add_argument("--steps", type=int, default=20 if cuda else 4, help="timed steps per loop")
     parser.add_argument("--batch-size", type=int, default=64 if cuda else 16, help="engine batch")
     parser.add_argument("--patch-size", type=int, default=192 if cuda else 96, help="engine HR patch side")
@@ -154,8 +154,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         pairs = make_pairs(Path(folder), args.pairs, args.width, args.height, 4)
-        seed = seed_loop(pairs, device, args.steps, args.workers)
-        print(f"(a) seed loop   (fp32, PIL per item, whole images, batch 8):   {seed:9.3f} HR MPix/s")
+        reference = reference_loop(pairs, device, args.steps, args.workers)
+        print(f"(a) reference script loop (fp32, PIL per item, whole images, batch 8):   {reference:9.3f} HR MPix/s")
 
         start = time.perf_counter()
         batcher = PatchBatcher(decode_pairs(pairs, 4), 4, args.patch_size, True, device, seed=0)
@@ -164,7 +164,7 @@ def main() -> None:
         settings = "bf16, channels_last" + (", compiled" if args.compile else "") if cuda else "fp32 (CPU)"
         print(f"(b) this engine ({settings}, batch {args.batch_size} of {args.patch_size} px): "
               f"{ours:9.3f} HR MPix/s  (decoding once took {decode_seconds:.1f} s)")
-        print(f"ratio (b) / (a): {ours / seed:.2f}x")
+        print(f"ratio (b) / (a): {ours / reference:.2f}x")
         peak = bf16_peak(torch.cuda.get_device_name()) if cuda else None
         if peak:
             print(f"(b) reaches {ours * 1e6 * FLOP_PER_HR_PIXEL / peak:.1%} of the device's dense bf16 peak "

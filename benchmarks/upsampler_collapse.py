@@ -12,7 +12,6 @@ gradient, ever again), the mean |SR - bicubic| (the correction the network adds 
 the SR patches' PSNR against bicubic's.
 """
 
-import argparse
 import time
 
 import torch
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sr_core.batches import PatchBatcher, decode_pairs
+from sr_core.cli import argument_parser
 from sr_core.config import ModelConfig, TrainConfig
 from sr_core.data import list_folder
 from sr_core.model import SRResNet
@@ -46,19 +46,18 @@ def upsampler_alive(model: SRResNet, lr_img: torch.Tensor) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argument_parser(__doc__.split("\n\n")[0], "python benchmarks/upsampler_collapse.py")
     parser.add_argument("--data", nargs="+", default=["../shared/datasets/T91", "../shared/datasets/BSD200"],
                         help="HR-only folders (each with hr/)")
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     parser.add_argument("--warmup-steps", type=int, default=0, help="linear warmup of the lr over this many steps")
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--num-blocks", type=int, default=16)
-    parser.add_argument("--num-features", type=int, default=64)
-    parser.add_argument("--activation", default="relu")
-    parser.add_argument("--upsampler-activation", default="relu")
-    parser.add_argument("--no-batch-norm", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=400, help="training steps")
+    parser.add_argument("--num-blocks", type=int, default=16, help="residual blocks")
+    parser.add_argument("--num-features", type=int, default=64, help="feature channels")
+    parser.add_argument("--activation", default="relu", help="relu | prelu, in the head and blocks")
+    parser.add_argument("--upsampler-activation", default="relu", help="relu | prelu | none, after each PixelShuffle")
+    parser.add_argument("--no-batch-norm", action="store_true", help="residual blocks without BatchNorm")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the weights and the patches")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

@@ -1,6 +1,6 @@
 """Training batches cut from images decoded once, and whole-image batches for validation.
 
-The seed decoded two PNGs per sample, every step. Here every training pair is decoded once into
+The reference script decoded two PNGs per sample, every step. Here every training pair is decoded once into
 uint8 arrays — in memory when they fit, else in memory-mapped .npy files on disk (the page cache
 then keeps what RAM allows) — and each batch of random patches, or of whole images, is cut from
 them by tensor indexing, on the GPU when the images fit in its memory.
@@ -104,7 +104,7 @@ class PatchBatcher:
     """Batches of aligned (lr_img, hr_img) as NCHW float tensors in 0..1 on `device`.
 
     With `patch_size` > 0 each sample is a random patch (HR side `patch_size`); with 0 it is a whole
-    image (the seed's mode; the images must then share one size). Images are visited in a random
+    image (the reference script's mode; the images must then share one size). Images are visited in a random
     order, each once before any repeats. The decoded images move to a GPU `device` as uint8 when
     they fit in a third of its free memory; else only the batches travel, through pinned memory.
     """

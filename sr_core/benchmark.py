@@ -3,15 +3,14 @@ val split, ...): per-image rows to a CSV, per-set means to a JSON, centre crops 
 
 The evaluate stage runs it on the val split plus `evaluate.benchmarks`; as a command:
 
-    python -m sr_core.benchmark models/best.pt ../shared/benchmarks/x4/Set5 --out-dir results
+    python -m sr_core.benchmark models/best.pt ../shared/benchmarks/x4/Set5 --out results
 """
 
-import argparse
 import logging
 from pathlib import Path
 
 from sr_core.checkpoint import load_model
-from sr_core.cli import run
+from sr_core.cli import argument_parser, run
 from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, list_folder
 from sr_core.evaluation import figure, model_and_bicubic, sample_crops, score_pairs, summarize
@@ -61,22 +60,20 @@ def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, inferenc
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__, "python -m sr_core.benchmark")
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
     parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
-    parser.add_argument("--out-dir", type=Path, default=Path("benchmark"), help="where the results go")
+    parser.add_argument("--out", type=Path, default=Path("benchmark"),
+                        help="the folder the per-image CSV, the per-set JSON and the figure go to")
     add_arguments(parser)
-    parser.add_argument("--num-samples", type=int, default=1, help="images per set in the figure")
+    parser.add_argument("--num-samples", type=int, default=EvaluateConfig.num_samples, help="images per set in the figure")
     parser.add_argument("--crop", type=int, default=EvaluateConfig.sample_crop,
                         help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
-    try:
-        inference = config_from(args)
-    except ValueError as error:
-        parser.error(str(error))
+    inference = config_from(args)
     model = load_model(args.checkpoint, pick_device(args.device))
     benchmark(model, load_sets(args.folders), model.config.scale, inference, args.num_samples, args.crop,
-              args.out_dir / "images.csv", args.out_dir / "metrics.json", args.out_dir / "samples.png")
+              args.out / "images.csv", args.out / "metrics.json", args.out / "samples.png")
 
 
 def command() -> None:

@@ -35,6 +35,8 @@ def save_checkpoint(path: str | Path, model: SRResNet, **info: Any) -> None:
 
 def load_checkpoint(path: str | Path) -> dict:
     """The checkpoint at `path` as a dict; ValueError naming it when it cannot be read or is not one."""
+    if not Path(path).exists():
+        raise ValueError(f"{path} does not exist")
     try:
         f = open(path, "rb")
     except OSError as error:

@@ -4,10 +4,21 @@
 Set SR_DEBUG=1 to see the traceback too.
 """
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows the description as written (its example commands) and every option's default."""
+
+
+def argument_parser(description: str, prog: str) -> argparse.ArgumentParser:
+    """The parser every command uses: `prog` as the user types it (`python -m sr_core.upscale`), so
+    usage lines and errors name the command that was run, and defaults shown in `--help`."""
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
 
 
 def run(main: Callable[[], object]) -> None:

@@ -11,17 +11,18 @@ per-set table and a figure of the most changed images' centre crops, A | B | HR,
 PSNR-Y, made by running both runs' models.
 """
 
-import argparse
 import io
 import tempfile
 from pathlib import Path
 
 import dvc.api
 import pandas as pd
+from dvc.exceptions import DvcException, PathMissingError
+from dvc.scm import RevError
 import torch
 
 from sr_core.checkpoint import load_model
-from sr_core.cli import run
+from sr_core.cli import argument_parser, run
 from sr_core.config import Params, build, load_params
 from sr_core.data import Pair, list_folder, named_pairs
 from sr_core.evaluation import MEASURES, figure, sample_crops
@@ -36,22 +37,34 @@ def run_params(rev: str) -> Params:
     """The params of a run: params.yaml at `rev` (a git revision or experiment name), or the workspace's."""
     if rev == WORKSPACE:
         return load_params()
-    return build(Params, dvc.api.params_show(rev=rev), f"params.yaml at {rev}", complete=True)
+    try:
+        shown = dvc.api.params_show(rev=rev)
+    except RevError as error:
+        raise ValueError(f"{rev}: not a git revision or experiment name (`git log` and `dvc exp show` list them)") \
+            from error
+    except DvcException as error:
+        raise ValueError(f"params.yaml at {rev}: {error}") from error
+    return build(Params, shown, f"params.yaml at {rev}", complete=True)
 
 
-def read_bytes(path: str, rev: str) -> bytes:
-    """A file of a run, from git or the DVC cache (or the disk, for the workspace)."""
+def read_bytes(path: str, rev: str, key: str) -> bytes:
+    """A file of a run, from git or the DVC cache (or the disk, for the workspace); `key` is the
+    param that names it, for the error."""
     if rev == WORKSPACE:
+        if not Path(path).exists():
+            raise ValueError(f"{path} ({key}) does not exist in the workspace; `dvc repro` or `dvc pull` makes it")
         return Path(path).read_bytes()
-    return dvc.api.read(path, rev=rev, mode="rb")
+    try:
+        return dvc.api.read(path, rev=rev, mode="rb")
+    except (FileNotFoundError, PathMissingError) as error:
+        raise ValueError(f"{path} ({key}) at {rev}: not in git or the local DVC cache; `dvc pull` "
+                         "fetches it (an experiment's: `dvc exp pull REMOTE NAME`), or run the pipeline there") from error
+    except DvcException as error:
+        raise ValueError(f"{path} ({key}) at {rev}: {error}") from error
 
 
 def per_image(rev: str, params: Params) -> pd.DataFrame:
-    path = params.paths.eval_images
-    try:
-        return pd.read_csv(io.BytesIO(read_bytes(path, rev)))
-    except FileNotFoundError as error:
-        raise ValueError(f"{path} at {rev}: not found; run the evaluate stage there first") from error
+    return pd.read_csv(io.BytesIO(read_bytes(params.paths.eval_images, rev, "paths.eval_images")))
 
 
 def join(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -101,6 +114,7 @@ def image_pairs(params: Params, rows: pd.DataFrame) -> list[tuple[str, Pair]]:
 def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device) -> pd.DataFrame:
     """Prints and writes the comparison of run `b` against run `a`; returns the per-set table."""
     params = {rev: run_params(rev) for rev in (a, b)}  # each a dvc.api call: once per run
+    checkpoints = {side: read_bytes(params[rev].paths.model, rev, "paths.model") for side, rev in (("A", a), ("B", b))}
     joined = join(per_image(a, params[a]), per_image(b, params[b]))
     sets, changed = per_set(joined), most_changed(joined, top)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
@@ -114,9 +128,9 @@ def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device
             table.to_csv(f, index=False)
     with tempfile.TemporaryDirectory() as scratch:
         models = {}
-        for side, rev in (("A", a), ("B", b)):  # each run's model, from git / the DVC cache
+        for side, data in checkpoints.items():  # each run's model, read from git / the DVC cache above
             checkpoint = Path(scratch) / f"{side}.pt"
-            write_bytes(checkpoint, read_bytes(params[rev].paths.model, rev))
+            write_bytes(checkpoint, data)
             models[side] = load_model(checkpoint, device)
     upscalers = {name: (lambda lr_img, model=model: upscale(model, lr_img)) for name, model in models.items()}
     scale = next(iter(models.values())).config.scale
@@ -127,9 +141,9 @@ def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("a", nargs="?", default="HEAD", help="a git revision or experiment name (default: HEAD)")
-    parser.add_argument("b", nargs="?", default=WORKSPACE, help=f"another, or {WORKSPACE} (the default)")
+    parser = argument_parser(__doc__, "python -m sr_core.compare")
+    parser.add_argument("a", nargs="?", default="HEAD", help="a git revision or experiment name (dvc exp show lists them)")
+    parser.add_argument("b", nargs="?", default=WORKSPACE, help=f"another, or {WORKSPACE}: the working tree's files")
     parser.add_argument("--out", type=Path, default=Path("compare"), help="where the tables and the figure go")
     parser.add_argument("--top", type=int, default=6, help="how many of the most changed images to list and show")
     parser.add_argument("--crop", type=int, default=128, help="HR side of each crop in the figure")

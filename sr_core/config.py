@@ -132,7 +132,7 @@ class SplitConfig(Checked):
 class TrainConfig(Checked):
     epochs: int = bounded(100, 1)
     batch_size: int = bounded(8, 1)
-    patch_size: int = bounded(0, 0)  # HR patch side, a multiple of model.scale; 0 trains on whole images like the seed
+    patch_size: int = bounded(0, 0)  # HR patch side, a multiple of model.scale; 0 trains on whole images like the reference script
     patches_per_image: int = bounded(1, 1)  # random patches cut from each training image per epoch
     augment: bool = True  # random flips and 90-degree rotations
     schedule: str = one_of("constant", ("constant", "cosine", "step"))
@@ -306,6 +306,18 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return build(Params, values, complete=True)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
+
+
+def require_folders(params: Params, *keys: str) -> None:
+    """Each param of `keys` (e.g. `data.train_lr_dir`; for a list param, each of its entries) names a
+    folder that exists, else one error naming the param, so the user knows which line to change."""
+    for key in keys:
+        section, name = key.split(".")
+        value = getattr(getattr(params, section), name)
+        for folder in (value if isinstance(value, tuple) else (value,)):
+            if not Path(folder).is_dir():
+                problem = "is not a folder" if Path(folder).exists() else "does not exist"
+                raise ValueError(f"{key}: {folder} {problem}; set {key} in params.yaml to your folder")
 
 
 def to_dict(config: Any) -> dict:

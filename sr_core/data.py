@@ -1,4 +1,4 @@
-"""Paired LR/HR folders: listing and checking the pairs, and the seed's train/val split.
+"""Paired LR/HR folders: listing and checking the pairs, and the reference script's train/val split.
 
 A pair is one file name present in both lr/ and hr/, whose HR is exactly `scale` times the LR in
 both sides. Pairs that fail are reported with the reason, never silently dropped. A folder with
@@ -89,7 +89,7 @@ def training_pairs(lr_dir: str | Path | None, hr_dir: str | Path, extra_dirs: tu
                    ) -> tuple[list[Pair], list[Reject]]:
     """`list_pairs` of the paired folders, plus the pairs of each folder in `extra_dirs` (see
     `list_folder`) named `FOLDER/FILE`: names stay unique, and without extra folders they are the
-    plain file names the seed's split sorts."""
+    plain file names the reference script's split sorts."""
     pairs, rejects = list_pairs(lr_dir, hr_dir)
     for prefix, folder in _prefixes(extra_dirs).items():
         found, unpaired = list_folder(folder)
@@ -125,17 +125,18 @@ def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, worke
             rejects.append(Reject(pair.name, str(size)))
         elif min(size) < min_hr_side:
             rejects.append(Reject(pair.name, f"{pair.hr_path}: HR is {size[0]}x{size[1]}, under the {min_hr_side} px "
-                                             f"a side needed to train and score on it"))
+                                             f"a side needed to train and score on it (train.patch_size; "
+                                             f"scoring needs 2 x model.scale + 11)"))
         elif one_size and size != common[0][0]:
             rejects.append(Reject(pair.name, f"{pair.hr_path}: HR is {size[0]}x{size[1]}; whole-image training "
-                                             f"needs one size, and most pairs are {common[0][0][0]}x{common[0][0][1]}"))
+                                             f"(train.patch_size: 0) needs one size, and most pairs are {common[0][0][0]}x{common[0][0][1]}"))
         else:
             pairs.append(pair)
     return pairs, sorted(rejects, key=lambda r: r.name)
 
 
 def split_names(names: list[str], val_split: float, seed: int) -> tuple[list[str], list[str]]:
-    """The seed's split: sort, random.seed(seed) + random.shuffle, first int(n * (1 - val_split)) train."""
+    """The reference script's split: sort, random.seed(seed) + random.shuffle, first int(n * (1 - val_split)) train."""
     shuffled = sorted(names)
     random.Random(seed).shuffle(shuffled)  # the same stream as random.seed(seed); random.shuffle
     num_train = int(len(shuffled) * (1 - val_split))

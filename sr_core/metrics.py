@@ -1,6 +1,6 @@
 """Image quality measures of 8-bit images (the SR output already rounded to 8 bits).
 
-- `psnr_rgb`: the seed's and the Kaggle leaderboard's measure, over all RGB pixels.
+- `psnr_rgb`: the reference script's and the Kaggle leaderboard's measure, over all RGB pixels.
 - `psnr_y` and `ssim`: the literature's protocol. Y of ITU-R BT.601 as MATLAB's rgb2ycbcr
   computes it (16 + (65.481 R + 128.553 G + 24.966 B) / 255), `scale` pixels cut from every
   border, peak 255; SSIM of Wang et al. (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,

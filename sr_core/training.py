@@ -2,7 +2,7 @@
 
 Per epoch: train on batches cut from images decoded once -> (rank 0, every `val_every` epochs and
 after the last) score the val split on the device with the EMA weights when EMA is on -> append a
-history row -> keep the checkpoint with the best val RGB PSNR (the seed's rule) -> write the resume
+history row -> keep the checkpoint with the best val RGB PSNR (the reference script's rule) -> write the resume
 state. With `train.time_limit_minutes`, the last epoch is the first to end past the budget, and the
 learning-rate schedule runs over the budget instead of the nominal epochs (see `schedule_step`).
 One device, or several under torchrun (DDP):

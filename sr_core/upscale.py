@@ -8,12 +8,12 @@ memory is bounded by the output image; same-size images are batched. Inputs are 
 over: the output folder may not be an input folder or hold an input file.
 """
 
-import argparse
 import logging
+import sys
 from pathlib import Path
 
 from sr_core.checkpoint import load_model
-from sr_core.cli import run
+from sr_core.cli import argument_parser, run
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images
 from sr_core.inference import add_arguments, config_from, pick_device, upscale_files
@@ -24,6 +24,8 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
     of them is refused, so no output can land on an input or be read as one next time."""
     paths = []
     for path in inputs:
+        if not path.exists():
+            raise ValueError(f"{path} does not exist")
         if path.is_dir():
             paths += list_images(path)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
@@ -38,7 +40,7 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser(__doc__, "sr-upscale" if Path(sys.argv[0]).name == "sr-upscale" else "python -m sr_core.upscale")
     parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
     parser.add_argument("inputs", nargs="+", type=Path, help="image files and folders of images")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
@@ -46,11 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compress-level", type=int, default=InferenceConfig.png_compress_level,
                         help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
     args = parser.parse_args(argv)
-    try:
-        config = config_from(args, png_compress_level=args.compress_level)
-        paths = collect_inputs(args.inputs, args.out)
-    except ValueError as error:
-        parser.error(str(error))
+    config = config_from(args, png_compress_level=args.compress_level)
+    paths = collect_inputs(args.inputs, args.out)
     model = load_model(args.checkpoint, pick_device(args.device))
     written = upscale_files(model, paths, args.out, config)
     logging.info("wrote %d images to %s", len(written), args.out)

@@ -3,13 +3,14 @@
 from sr_core.benchmark import benchmark, load_sets
 from sr_core.checkpoint import load_model
 from sr_core.cli import run
-from sr_core.config import load_params
+from sr_core.config import load_params, require_folders
 from sr_core.data import read_split
 from sr_core.inference import pick_device
 
 
 def evaluate() -> None:
     params = load_params()
+    require_folders(params, "evaluate.benchmarks")
     paths, scale, config = params.paths, params.model.scale, params.evaluate
     data = params.data
     _, val_pairs = read_split(paths.split, data.train_lr_dir, data.train_hr_dir, data.extra_train_dirs)

@@ -1,10 +1,10 @@
-"""Stage split: check every LR/HR pair, report the rejects, split the valid ones like the seed."""
+"""Stage split: check every LR/HR pair, report the rejects, split the valid ones as the reference script does."""
 
 import logging
 from dataclasses import asdict
 
 from sr_core.cli import run
-from sr_core.config import load_params
+from sr_core.config import load_params, require_folders
 from sr_core.data import check_pairs, split_names, write_split
 from sr_core.files import write_csv, write_json
 from sr_core.metrics import min_scored_side
@@ -12,6 +12,7 @@ from sr_core.metrics import min_scored_side
 
 def split() -> None:
     params = load_params()
+    require_folders(params, "data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dirs")
     data, paths = params.data, params.paths
     scale, patch_size = params.model.scale, params.train.patch_size
     # any pair may land in the val split, so each must be large enough to cut a patch from and to score

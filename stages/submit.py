@@ -4,12 +4,13 @@ is renamed into place."""
 import logging
 
 from sr_core.cli import run
-from sr_core.config import load_params
+from sr_core.config import load_params, require_folders
 from sr_core.submission import write_submission
 
 
 def submit() -> None:
     params = load_params()
+    require_folders(params, "data.test_lr_dir")
     paths = params.paths
     rows = write_submission(params.data.test_lr_dir, paths.predictions, paths.submission, params.model.scale,
                             params.inference.workers)

@@ -1,4 +1,3 @@
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +5,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from sr_core.config import Params, build
+from sr_core.config import Params
+from sr_core.preset import preset_params, read_preset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,21 +58,6 @@ def write_params(folder: Path, updates: dict) -> Path:
     return path
 
 
-def documented_experiment(name: str) -> Params:
-    """The params of the one `dvc exp run -n NAME ...` line in README.md and docs/, its `-S key=value`
-    applied as DVC does (each key must already be in params.yaml, or DVC would not override it)."""
-    lines = [line for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-             for line in doc.read_text().splitlines() if line.startswith(f"dvc exp run -n {name} ")]
-    assert len(lines) == 1, f"{len(lines)} documented `dvc exp run -n {name}` lines"
-    words = shlex.split(lines[0])
-    values = yaml.safe_load((REPO / "params.yaml").read_text())
-    for flag, assignment in zip(words, words[1:]):
-        if flag == "-S":
-            key, value = assignment.split("=", 1)
-            *parents, leaf = key.split(".")
-            target = values
-            for parent in parents:
-                target = target[parent]
-            assert leaf in target, f"{key} is not in params.yaml, so DVC would not override it"
-            target[leaf] = yaml.safe_load(value)
-    return build(Params, values, complete=True)
+def preset(name: str) -> Params:
+    """The params that presets/NAME.yaml gives, applied to the repo's params.yaml."""
+    return preset_params(read_preset(REPO / "presets" / f"{name}.yaml"), REPO / "params.yaml")

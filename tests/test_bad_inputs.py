@@ -210,7 +210,7 @@ def row05_negative_tile(tmp_path, caplog):
     save_checkpoint(tmp_path / "model.pt", tiny_model())
     result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(tmp_path / "model.pt"), str(tmp_path / "in"),
                              "--out", str(tmp_path / "out"), "--tile", "-1"], capture_output=True, text=True)
-    assert result.returncode == 2 and "tile must be an integer >= 0; got -1" in result.stderr
+    assert result.returncode == 1 and "tile must be an integer >= 0; got -1" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -230,7 +230,7 @@ def row06_images_too_small_to_train_or_score(tmp_path, caplog):
     assert [p.name for p in pairs] == valid_names()
     reasons = {r.name: r.reason for r in rejects}
     assert "HR is 16x16, under the 19 px" in reasons["tiny.png"]
-    assert "HR is 64x64; whole-image training needs one size, and most pairs are 96x96" in reasons["small.png"]
+    assert "HR is 64x64; whole-image training (train.patch_size: 0) needs one size, and most pairs are 96x96" in reasons["small.png"]
     # a benchmark image too small to score is named, with what scoring needs
     save(tmp_path / "bench" / "hr" / "ok.png", np.zeros((32, 32, 3), np.uint8))
     save(tmp_path / "bench" / "hr" / "tiny.png", np.zeros((16, 16, 3), np.uint8))

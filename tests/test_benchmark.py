@@ -102,7 +102,7 @@ def test_incomplete_benchmark_folder_is_an_error(tmp_path, paired_folder):
 
 def test_command_line(tmp_path, paired_folder, checkpoint):
     path, _ = checkpoint
-    main([str(path), str(paired_folder), "--out-dir", str(tmp_path / "results"), "--device", "cpu"])
+    main([str(path), str(paired_folder), "--out", str(tmp_path / "results"), "--device", "cpu"])
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert metrics[paired_folder.name]["num_images"] == 6
     assert {"psnr_y", "ssim", "psnr_rgb"} == set(metrics[paired_folder.name]["bicubic"])

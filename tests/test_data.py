@@ -15,7 +15,7 @@ from sr_core.data import check_pairs, load_pair, read_split, split_names, write_
 def test_split_matches_the_seed_order_and_sizes():
     names = [f"{i:05d}.png" for i in range(4500)]
     train, val = split_names(list(reversed(names)), 0.15, 42)
-    # the seed: sorted names, random.seed(42), random.shuffle, first int(n * 0.85) for training
+    # the reference script's split: sorted names, random.seed(42), random.shuffle, first int(n * 0.85) for training
     expected = sorted(names)
     random.seed(42)
     random.shuffle(expected)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, documented_experiment, write_params
+from conftest import REPO, preset, write_params
 from sr_core.checkpoint import load_model
 from sr_core.config import DemoConfig, Params, TrainConfig
 from sr_core.data import check_pairs, load_pair, write_split
@@ -311,7 +311,7 @@ def test_training_stops_at_the_first_epoch_past_the_time_budget(paired_folder, m
 
 def test_the_reference_setting_trains_on_whole_images_one_pass_an_epoch(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    reference = documented_experiment("reference")
+    reference = preset("reference")
     params = dataclasses.replace(reference, train=dataclasses.replace(reference.train, epochs=1, batch_size=2,
                                                                       device="cpu"))
     out = paired_folder / "out"
@@ -362,7 +362,7 @@ def test_the_general_setting_does_not_collapse_to_bicubic_at_high_learning_rates
     """The general setting's network and schedule (a warmup, then a cosine) keep a correction that
     varies over the image (measured here: 0.14-0.22 levels of spread) and costs nothing against
     bicubic, at the point where the reference network's is a constant (below)."""
-    general = documented_experiment("general")
+    general = preset("general")
     gain, spread = short_run(dataclasses.replace(general, lr=lr), photo_tiles, tmp_path,
                              epochs=general.train.warmup_epochs + 2)
     assert spread > 0.05 and gain > -0.01, f"collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
@@ -372,7 +372,7 @@ def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(phot
     """The control: the measure above tells a collapsed network. The reference script's ReLU after
     each PixelShuffle dies within its first 64 steps, leaving a constant correction (measured: a
     spread of 1e-6 levels)."""
-    reference = documented_experiment("reference")
+    reference = preset("reference")
     params = dataclasses.replace(reference, lr=1e-3, model=dataclasses.replace(reference.model, bicubic_residual=True))
     gain, spread = short_run(params, photo_tiles, tmp_path, epochs=2, schedule="constant")
     assert spread < 1e-3, f"not collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"

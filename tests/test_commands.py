@@ -1,0 +1,67 @@
+"""One command-line style: `prog` as typed, defaults in `--help`, `--out` for results, and every
+expected failure as one `error:` line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+COMMANDS = {  # how a user runs it: the usage line it must show
+    "sr_core.upscale": "python -m sr_core.upscale",
+    "sr_core.benchmark": "python -m sr_core.benchmark",
+    "sr_core.compare": "python -m sr_core.compare",
+    "sr_core.preset": "python -m sr_core.preset",
+    "benchmarks/gpu_check.py": "python benchmarks/gpu_check.py",
+    "benchmarks/real_scale.py": "python benchmarks/real_scale.py",
+    "benchmarks/train_throughput.py": "python benchmarks/train_throughput.py",
+    "benchmarks/upsampler_collapse.py": "python benchmarks/upsampler_collapse.py",
+}
+
+
+def run(args: list[str], cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin"})
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    assert result.returncode == 1, result.stderr
+    return [line for line in result.stderr.splitlines() if "error" in line.lower()]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_the_command_as_typed_and_every_default(command):
+    result = run(["-m", command, "--help"] if command.startswith("sr_core") else [command, "--help"])
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert text.startswith(f"usage: {COMMANDS[command]} ")
+    options = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  -") and "--help" not in line]
+    assert text.count("(default: ") >= len(options) > 0
+    assert "--out-dir" not in text
+
+
+def test_a_missing_input_does_not_exist(tmp_path):
+    lines = error_lines(run(["-m", "sr_core.upscale", str(REPO / "models/best.pt"), str(tmp_path / "nothere.png"),
+                             "--out", str(tmp_path / "out")]))
+    assert lines == [f"error: {tmp_path / 'nothere.png'} does not exist"]
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory):
+    """A clone of the repository: git only, its DVC outputs in no cache. The commands run in it
+    with `python -P`, so that they import this checkout's sr_core, not the clone's."""
+    clone = tmp_path_factory.mktemp("clone") / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    return clone
+
+
+def test_compare_in_a_fresh_clone_says_what_to_fetch(fresh_clone):
+    lines = error_lines(run(["-P", "-m", "sr_core.compare"], cwd=fresh_clone))
+    assert len(lines) == 1 and lines[0].startswith("error: models/best.pt (paths.model) at HEAD: not in git or the "
+                                                   "local DVC cache; `dvc pull`")
+
+
+def test_compare_with_an_unknown_revision_names_it(fresh_clone):
+    lines = error_lines(run(["-P", "-m", "sr_core.compare", "HEAD", "nosuchexp"], cwd=fresh_clone))
+    assert lines == ["error: nosuchexp: not a git revision or experiment name (`git log` and `dvc exp show` list them)"]
