@@ -1,11 +1,11 @@
-"""One command for a lent GPU machine: everything that needs a GPU, measured in one run, each part
+"""One command for a GPU machine: everything that needs a GPU, measured in one run, each part
 time-boxed, every result kept even if the run is cut short.
 
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --data gpu_data --out $OUT     # on the lent machine
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --data gpu_data --out OUT       # on the GPU machine
     python benchmarks/gpu_check.py --smoke --out /tmp/gpu_check                  # every part, tiny, on a CPU
 
---data holds datasets/{T91,BSD200}/hr and benchmarks/x4/{Set5,Set14,BSD100}, laid out as ../shared
-is (copy them there: ../shared does not travel to the lent machine). The parts, in order; each is
+--data holds datasets/{T91,BSD200}/hr and benchmarks/x4/{Set5,Set14,BSD100} (see docs/results.md,
+"The data sets"; copy them to the GPU machine if it cannot see them). The parts, in order; each is
 added to OUT/gpu_check.json (rewritten whole after each part) and printed as a table when it ends:
 
   environment   GPU, memory, torch / CUDA / cuDNN versions
@@ -13,14 +13,13 @@ added to OUT/gpu_check.json (rewritten whole after each part) and printed as a t
                 whole images and on 96 px patches, bf16 and compile on and off; HR MPix/s and MFU
   real_scale    validation of 675 and predict+submit of 500 1080p images, measured on a fraction
                 and projected (labelled so)
-  general       the general model in the setting recommended for a GPU (16x64, no BatchNorm, PReLU
-                upsampler, bicubic residual) on T91 + BSD200, patches, flips, warmup, cosine,
+  general       the general model in the setting recommended for a GPU (presets/gpu.yaml: 16x64, no
+                BatchNorm, PReLU upsampler, bicubic residual) on T91 + BSD200, patches, flips, warmup, cosine,
                 trained under a time budget, then Set5 / Set14 / BSD100 next to bicubic and the
                 published SRResNet row
   bf16          bf16 against fp32 inference of that model: PSNR-Y on Set5
 
-It needs only what the lent machine has (torch, numpy, Pillow, scikit-image, tqdm, pyyaml, psutil):
-no dvc, no network. --smoke runs every part at tiny sizes on the CPU with synthetic data.
+It needs only torch, numpy, Pillow, scikit-image, tqdm, pyyaml and psutil: no dvc, no network. --smoke runs every part at tiny sizes on the CPU with synthetic data.
 """
 
 import os

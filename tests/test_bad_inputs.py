@@ -1,6 +1,6 @@
 """Every kind of bad input and fault gets a clear answer, and nothing valid is lost.
 
-The cases are tables: `CASES` holds the rows of issue 8 and the kinds that held before it (h01-h12),
+The cases are tables: `CASES` holds the numbered rows (row01-...) and the older kinds (h01-h12),
 one function each; training pairs, params (rows 11, 12, 16 and h10) and PIL modes (h03), which
 differ only in data, have tables of their own (`BAD_PAIRS`, `BAD_PARAMS`, `MODES`). Each case asserts the message
 (naming the file or key and the reason) and that the valid data was kept.
@@ -104,7 +104,7 @@ def tmpfs(path: Path, options: str):
         subprocess.run(["umount", str(path)], check=True)
 
 
-# --- the rows of issue 8 ------------------------------------------------------------------------
+# --- numbered rows -------------------------------------------------------------------------------
 
 def row01_large_test_image_memory(tmp_path, caplog):
     """Peak RSS of upscaling two LR sizes in fresh processes (benchmarks/real_scale.py): the slope is
@@ -399,7 +399,7 @@ def row17_tests_do_not_depend_on_the_checkout(tmp_path, caplog):
     assert tiny["lr"] == 5e-4 and tiny["model"]["scale"] == 4
 
 
-# --- kinds that held before issue 8 -------------------------------------------------------------
+# --- older kinds (h01-h12) ------------------------------------------------------------------------
 
 def h01_truncated_test_image(tmp_path, caplog):
     """(A truncated training file: `test_a_bad_training_pair_is_rejected_by_name` below.)"""

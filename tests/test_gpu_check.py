@@ -1,5 +1,5 @@
 """benchmarks/gpu_check.py at tiny sizes on the CPU (--smoke): every part runs and is recorded, so
-the command is known to work before a GPU machine is lent."""
+the command is known to work before it first runs on a GPU."""
 
 import json
 import os
