@@ -54,9 +54,16 @@ def config_from(args: argparse.Namespace, **settings: int) -> InferenceConfig:
     return InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers, **settings)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: CUDA GPUs of compute capability 8.0 and newer (A100,
+    A10, L4, RTX 30xx, H100, ...). Older ones (T4, P100, V100) would emulate it slowly, and the CPU
+    path is fp32, so they run fp32 even when bf16 is asked for."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast on CUDA when `bf16` is set; on a CPU the model always runs in fp32."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and bf16)
+    """bf16 autocast when `bf16` is set and the device computes it natively (see `native_bf16`)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and native_bf16(device))
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -32,7 +32,7 @@ from sr_core.config import InferenceConfig, Params, TrainConfig, to_dict
 from sr_core.data import Pair
 from sr_core.evaluation import model_metrics
 from sr_core.files import sha256_of, write_csv
-from sr_core.inference import autocast, pick_device
+from sr_core.inference import autocast, native_bf16, pick_device
 from sr_core.model import SRResNet
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,9 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         log.info("training %d parameters on %d x %s: %d train / %d val pairs, %d steps per epoch of %d",
                  sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
                  len(val_pairs), steps_per_epoch, cfg.batch_size)
+        if cfg.bf16 and device.type == "cuda" and not native_bf16(device):
+            log.warning("%s has no native bf16: training in fp32 (set train.bf16: false to say so)",
+                        torch.cuda.get_device_name(device))
 
     step_seconds = elapsed / ((first_epoch - 1) * steps_per_epoch) if first_epoch > 1 else 0.0  # the last pace
     stopped_by = "epochs"

@@ -10,12 +10,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
-from conftest import REPO, deep_update
+from conftest import REPO, deep_update, save
 from sr_core.config import TrainConfig
 from sr_core.submission import check_submission
 
@@ -35,17 +38,16 @@ def tiny_params(checkout_params: str) -> str:
     return yaml.safe_dump(deep_update(yaml.safe_load(checkout_params), TINY), sort_keys=False)
 
 
-@pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory):
-    """The repo's tracked and unignored files, in a fresh git repo, with tiny params committed."""
-    root = tmp_path_factory.mktemp("repo")
+def fresh_copy(root: Path, params_text: Callable[[str], str] = lambda text: text) -> Callable[..., str]:
+    """The repo's tracked and unignored files in `root`, a fresh git repo, with params.yaml
+    rewritten by `params_text` and committed, as a clone would be; returns a runner of commands there."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=REPO, check=True, capture_output=True, text=True).stdout.split("\0")
     for name in filter(None, files):
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    (root / "params.yaml").write_text(tiny_params((root / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(params_text((root / "params.yaml").read_text()))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages' `python`
@@ -61,8 +63,15 @@ def repo_copy(tmp_path_factory):
 
     run("git", "init", "-q")
     run("git", "add", "-A")
-    run("git", "commit", "-qm", "tiny params")
-    return root, run
+    run("git", "commit", "-qm", "the checkout")
+    return run
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory):
+    """A fresh copy of the repo with tiny params committed."""
+    root = tmp_path_factory.mktemp("repo")
+    return root, fresh_copy(root, tiny_params)
 
 
 def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
@@ -127,6 +136,45 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "renamed.pt")  # other weights, same name
     run("dvc", "repro", "init_from")
     assert "train" in changed_stages(run("dvc", "status", "train"))
+
+
+def readme_own_data_commands() -> list[str]:
+    """The command lines of the README's first bash block under "Train on your own data"."""
+    section = (REPO / "README.md").read_text().split("## Train on your own data", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+# tiny settings laid over the preset, so that its network trains in seconds on a CPU
+TINY_OVER_PRESET = ("-S model.num_blocks=1 -S model.num_features=8 -S train.epochs=1 -S train.batch_size=4 "
+                    "-S train.patch_size=32 -S train.patches_per_image=1 -S evaluate.num_samples=1")
+
+
+def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
+    """The README's own-data commands, as written, on a fake data set in its folder tree; only the
+    preset line gets tiny settings added."""
+    root = tmp_path / "repo"
+    run = fresh_copy(root)
+    rng = np.random.default_rng(0)
+    for i in range(10):  # the reference task's kind: opaque RGBA HR, RGB LR a quarter of its sides
+        hr_img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        save(root / "data/kaggle/train/hr" / f"{i:05d}.png", np.dstack([hr_img, np.full((64, 64), 255, np.uint8)]))
+        save(root / "data/kaggle/train/lr" / f"{i:05d}.png", np.array(Image.fromarray(hr_img).resize((16, 16))))
+    for name in ("00029.png", "00030.png"):
+        save(root / "data/kaggle/test/lr" / name, rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
+    commands = readme_own_data_commands()
+    assert [line.split()[:2] for line in commands] == [["dvc", "add"], ["git", "add"], ["python", "-m"],
+                                                       ["git", "commit"], ["dvc", "repro"]]
+    for line in commands:
+        run("bash", "-c", f"{line} {TINY_OVER_PRESET}" if "sr_core.preset" in line else line)
+    assert check_submission(root / "submission.csv", root / "data/kaggle/test/lr", 4) == 2
+    with open(root / "submission.csv", newline="") as f:
+        assert [row["id"] for row in csv.DictReader(f)] == ["00029.png", "00030.png"]
+    assert json.loads((root / "metrics/split.json").read_text())["valid_pairs"] == 10
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["data"]["train_hr_dir"] == "data/kaggle/train/hr" and params["model"]["batch_norm"] is False
+    assert params["lr"] == 1e-3 and params["train"]["time_limit_minutes"] == 480  # the GPU preset's
+    assert changed_stages(run("dvc", "status")) == {"init_from"}  # everything else up to date
 
 
 def changed_stages(status: str) -> set[str]:
