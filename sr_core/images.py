@@ -103,7 +103,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def encode_png(rgb: np.ndarray, compress_level: int = 6) -> bytes:
     """PNG bytes of an HWC uint8 image; zlib's `compress_level` 0..9 trades time for size (6 is
-    zlib's and Pillow's default; README, "Predict and submit at speed", has the measured trade-off)."""
+    zlib's and Pillow's default; docs/scale-and-gpus.md has the measured trade-off)."""
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()

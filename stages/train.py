@@ -1,6 +1,6 @@
 """Stage train: SRResNet on the train split, best checkpoint by val PSNR; resumes after a kill.
 
-On several GPUs: `torchrun --nproc_per_node=N stages/train.py` (see README).
+On several GPUs: `torchrun --nproc_per_node=N stages/train.py` (see docs/scale-and-gpus.md).
 """
 
 from sr_core.cli import run
