@@ -1,8 +1,10 @@
 """One command-line style: `prog` as typed, defaults in `--help`, `--out` for results, and every
 expected failure as one `error:` line."""
 
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ COMMANDS = {  # how a user runs it: the usage line it must show
     "sr_core.preset": "python -m sr_core.preset",
     "benchmarks/gpu_check.py": "python benchmarks/gpu_check.py",
     "benchmarks/real_scale.py": "python benchmarks/real_scale.py",
+    "benchmarks/resources.py": "python benchmarks/resources.py",
     "benchmarks/train_throughput.py": "python benchmarks/train_throughput.py",
     "benchmarks/upsampler_collapse.py": "python benchmarks/upsampler_collapse.py",
 }
@@ -31,12 +34,21 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_help_shows_the_command_as_typed_and_every_default(command):
-    result = run(["-m", command, "--help"] if command.startswith("sr_core") else [command, "--help"])
-    assert result.returncode == 0, result.stderr
-    text = " ".join(result.stdout.split())
+def test_help_shows_the_command_as_typed_and_every_default(command, monkeypatch, capsys):
+    """In this process (each command's `main` with `--help`), as a subprocess would print it."""
+    if command.startswith("sr_core"):
+        main = importlib.import_module(command).main
+    else:
+        monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+        main = importlib.import_module(Path(command).stem).main
+    monkeypatch.setattr(sys, "argv", [command, "--help"])
+    with pytest.raises(SystemExit) as exit_code:
+        main()
+    assert exit_code.value.code == 0
+    out = capsys.readouterr().out
+    text = " ".join(out.split())
     assert text.startswith(f"usage: {COMMANDS[command]} ")
-    options = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  -") and "--help" not in line]
+    options = [line.split()[0] for line in out.splitlines() if line.startswith("  -") and "--help" not in line]
     assert text.count("(default: ") >= len(options) > 0
     assert "--out-dir" not in text
 
