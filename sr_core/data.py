@@ -7,6 +7,7 @@ literature's bicubic downscaling of the HR cropped to a multiple of `scale`.
 """
 
 import json
+import logging
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,13 @@ import numpy as np
 from tqdm import tqdm
 
 from sr_core.files import write_json
-from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, list_images, read_rgb
+from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, list_images, read_image
 from sr_core.parallel import num_workers
+
+log = logging.getLogger(__name__)
+
+# what reading a valid pair can drop or change, counted in the split's metrics (see `read_pair`)
+NOTE_KINDS = ("alpha_not_opaque", "non_srgb_profile", "orientation_differs")
 
 
 @dataclass(frozen=True)
@@ -28,23 +34,39 @@ class Pair:
     hr_path: Path
 
 
-def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(lr_img, hr_img) as HWC uint8 RGB; an HR-only pair's HR is cropped to a multiple of `scale`.
-
-    Both files are decoded fully (a truncated file fails here); raises ImageError naming the file
-    when one does not decode or the HR is not exactly `scale` times the LR.
-    """
+def read_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """(lr_img, hr_img, notes) as `load_pair`, and what reading the files said (see
+    `images.read_image`) as (kind, message naming the file), plus `orientation_differs` when the two
+    files' EXIF orientations disagree (both are applied, as a viewer shows them)."""
     if pair.lr_path is None:
-        hr_img = crop_to_multiple(read_rgb(pair.hr_path), scale)
+        hr = read_image(pair.hr_path)
+        hr_img = crop_to_multiple(hr.rgb, scale)
         if not hr_img.size:
             raise ImageError(f"{pair.hr_path}: smaller than the scale {scale}")
-        return bicubic_downscale(hr_img, scale), hr_img
-    lr_img, hr_img = read_rgb(pair.lr_path), read_rgb(pair.hr_path)
-    (lr_h, lr_w), (hr_h, hr_w) = lr_img.shape[:2], hr_img.shape[:2]
+        return bicubic_downscale(hr_img, scale), hr_img, [(k, f"{pair.hr_path}: {v}") for k, v in hr.notes.items()]
+    lr, hr = read_image(pair.lr_path), read_image(pair.hr_path)
+    (lr_h, lr_w), (hr_h, hr_w) = lr.rgb.shape[:2], hr.rgb.shape[:2]
+    turned = " (EXIF orientations applied)" if lr.orientation != 1 or hr.orientation != 1 else ""
     if (hr_h, hr_w) != (scale * lr_h, scale * lr_w):
         raise ImageError(f"{pair.hr_path}: HR is {hr_w}x{hr_h}, expected {scale}x the LR {lr_w}x{lr_h} = "
-                         f"{scale * lr_w}x{scale * lr_h}")
-    return lr_img, hr_img
+                         f"{scale * lr_w}x{scale * lr_h}{turned}")
+    notes = [(k, f"{path}: {v}") for decoded, path in ((lr, pair.lr_path), (hr, pair.hr_path))
+             for k, v in decoded.notes.items()]
+    if lr.orientation != hr.orientation:
+        notes.append(("orientation_differs", f"{pair.name}: EXIF orientation {lr.orientation} in the LR, "
+                                             f"{hr.orientation} in the HR; both are applied, as a viewer shows them"))
+    return lr.rgb, hr.rgb, notes
+
+
+def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lr_img, hr_img) as HWC uint8 RGB, EXIF orientation applied; an HR-only pair's HR is cropped
+    to a multiple of `scale`.
+
+    Both files are decoded fully (a truncated file fails here); raises ImageError naming the file
+    when one does not decode or the HR is not exactly `scale` times the LR. The split stage has
+    reported what reading them drops (`read_pair`).
+    """
+    return read_pair(pair, scale)[:2]
 
 
 @dataclass(frozen=True)
@@ -99,25 +121,29 @@ def training_pairs(lr_dir: str | Path | None, hr_dir: str | Path, extra_dirs: tu
 
 
 def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, workers: int = 0, min_hr_side: int = 0,
-                one_size: bool = False, extra_dirs: tuple[str | Path, ...] = ()) -> tuple[list[Pair], list[Reject]]:
+                one_size: bool = False, extra_dirs: tuple[str | Path, ...] = (),
+                notes: list[tuple[str, str]] | None = None) -> tuple[list[Pair], list[Reject]]:
     """Valid pairs sorted by name, and a Reject for every file that cannot be used, from the paired
     folders and `extra_dirs` (see `training_pairs`).
 
     Each pair is decoded fully, in `workers` threads (0: one per core), and dropped from memory at
     once. A pair whose HR has a side under `min_hr_side` is rejected, and with `one_size` (training
     on whole images, which batches them) so is every pair whose HR size is not the most common one.
+    What reading a valid pair drops (`read_pair`) is logged as a warning naming the file and, when
+    `notes` is given, appended to it as (kind, message).
     """
     candidates, rejects = training_pairs(lr_dir, hr_dir, extra_dirs)
 
-    def hr_size(pair: Pair) -> tuple[int, int] | ImageError:
+    def hr_size(pair: Pair) -> tuple[tuple[int, int], list[tuple[str, str]]] | ImageError:
         try:
-            hr_img = load_pair(pair, scale)[1]
+            _, hr_img, pair_notes = read_pair(pair, scale)
         except ImageError as error:
             return error
-        return hr_img.shape[1], hr_img.shape[0]
+        return (hr_img.shape[1], hr_img.shape[0]), pair_notes
 
     with ThreadPoolExecutor(num_workers(workers)) as pool:
-        sizes = list(tqdm(pool.map(hr_size, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
+        checked = list(tqdm(pool.map(hr_size, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
+    sizes = [item if isinstance(item, ImageError) else item[0] for item in checked]
     common = Counter(size for size in sizes if isinstance(size, tuple)).most_common(1)
     pairs = []
     for pair, size in zip(candidates, sizes):
@@ -132,6 +158,13 @@ def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, worke
                                              f"(train.patch_size: 0) needs one size, and most pairs are {common[0][0][0]}x{common[0][0][1]}"))
         else:
             pairs.append(pair)
+    valid = {pair.name for pair in pairs}
+    for pair, item in zip(candidates, checked):
+        if pair.name in valid:
+            for kind, message in item[1]:
+                log.warning("%s", message)
+                if notes is not None:
+                    notes.append((kind, message))
     return pairs, sorted(rejects, key=lambda r: r.name)
 
 

@@ -44,7 +44,7 @@ def atomic_write(path: str | Path, mode: str = "wb", check: Callable[[Path], Any
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:  # text: UTF-8, any locale
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -1,7 +1,11 @@
 """Reading and writing images. Arrays are HWC uint8 RGB (0..255) everywhere in this project.
 
-RGBA, palette, greyscale, CMYK and 16-bit inputs become RGB on read; the alpha channel is dropped
-(the reference data's alpha is always opaque). Modes without a fixed meaning as RGB are refused.
+RGBA, palette, greyscale, CMYK and 16-bit inputs become RGB on read. One rule for every reader:
+an EXIF orientation tag is applied, as viewers and OpenCV apply it. What reading cannot keep is
+said, never dropped silently: `read_image` returns a note for an alpha channel that is not fully
+opaque (its RGB is used, the alpha kept apart for the callers that carry it) and for a colour
+profile that is not sRGB. Modes without a fixed meaning as RGB are refused, and so are files of
+several frames (animations, multi-page TIFFs), whose first frame is not "the image".
 A file that cannot be used raises ImageError naming it and the reason.
 
 Pillow's decompression-bomb guard is replaced by `open_image`'s, whose limit each caller sets:
@@ -13,11 +17,12 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms, ImageOps
 
 from sr_core.files import write_bytes
 
@@ -64,6 +69,10 @@ def open_image(source: str | Path | IO[bytes], name: str | Path, max_pixels: int
             if width * height > max_pixels:
                 raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, over the {max_pixels:,} "
                                  f"allowed here (a guard against decompression bombs)")
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1 and image.format != "MPO":  # an MPO's first frame is its main picture, by its spec
+                raise ImageError(f"{name}: {frames} frames (an animation or a multi-page file); only single "
+                                 f"images are read: save the frame you mean as a file of its own")
             yield image
     except ImageError:
         raise
@@ -88,29 +97,87 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decodes `path` fully to an HWC uint8 RGB array."""
+ORIENTATION_TAG = 0x0112
+TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: as stored), read from the header."""
+    value = image.getexif().get(ORIENTATION_TAG, 1)
+    return value if value in range(1, 9) else 1
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An image as every reader sees it (EXIF orientation applied), with what RGB cannot hold."""
+
+    rgb: np.ndarray  # HWC uint8
+    alpha: np.ndarray | None  # HW uint8 when the file has an alpha channel or a transparent colour
+    icc_profile: bytes | None
+    orientation: int  # the EXIF orientation that was applied (1: none)
+    notes: dict[str, str]  # kind -> what a reader that keeps RGB only must say: alpha dropped, a non-sRGB profile
+
+
+def profile_name(icc_profile: bytes) -> str:
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))).strip()
+    except (OSError, ImageCms.PyCMSError):
+        return "an unreadable profile"
+
+
+def read_image(path: str | Path) -> Decoded:
+    """Decodes `path` fully: RGB, any alpha, the ICC profile, with the EXIF orientation applied."""
     with open_image(path, path) as image:
         image.load()
-        return np.array(to_rgb(image))  # a writable copy, so torch.from_numpy can share it
+        orientation = exif_orientation(image)
+        if orientation != 1:
+            image = ImageOps.exif_transpose(image)
+        icc_profile = image.info.get("icc_profile") or None
+        if "A" in image.getbands():
+            alpha = np.asarray(image.getchannel("A"))
+        elif "transparency" in image.info:  # a palette or a colour key marked transparent
+            alpha = np.asarray(image.convert("RGBA").getchannel("A"))
+        else:
+            alpha = None
+        rgb = np.array(to_rgb(image))  # a writable copy, so torch.from_numpy can share it
+    notes = {}
+    if alpha is not None and (see_through := int(np.count_nonzero(alpha < 255))):
+        notes["alpha_not_opaque"] = (f"alpha is not opaque in {see_through:,} of {alpha.size:,} pixels: its RGB "
+                                     f"is used as it is and the alpha is dropped")
+    if icc_profile and "srgb" not in (name := profile_name(icc_profile)).lower():
+        notes["non_srgb_profile"] = f"colour profile {name!r} is not sRGB: its values are used as sRGB, so colours may shift"
+    return Decoded(rgb, alpha, icc_profile, orientation, notes)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decodes `path` fully to an HWC uint8 RGB array (see `read_image`), saying what it dropped."""
+    decoded = read_image(path)
+    for note in decoded.notes.values():
+        log.warning("%s: %s", path, note)
+    return decoded.rgb
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels."""
+    """(width, height) as every reader sees it (EXIF orientation applied), from the header only."""
     with open_image(path, path) as image:
-        return image.size
+        width, height = image.size
+        return (height, width) if exif_orientation(image) in TURNED else (width, height)
 
 
-def encode_png(rgb: np.ndarray, compress_level: int = 6) -> bytes:
-    """PNG bytes of an HWC uint8 image; zlib's `compress_level` 0..9 trades time for size (6 is
-    zlib's and Pillow's default; docs/scale-and-gpus.md has the measured trade-off)."""
+def encode_png(rgb: np.ndarray, compress_level: int = 6, alpha: np.ndarray | None = None,
+               icc_profile: bytes | None = None) -> bytes:
+    """PNG bytes of an HWC uint8 image, RGBA with `alpha`, carrying `icc_profile`; zlib's
+    `compress_level` 0..9 trades time for size (6 is zlib's and Pillow's default;
+    docs/scale-and-gpus.md has the measured trade-off)."""
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=compress_level)
+    image = Image.fromarray(rgb if alpha is None else np.dstack([rgb, alpha]))
+    image.save(buffer, format="PNG", compress_level=compress_level, **({"icc_profile": icc_profile} if icc_profile else {}))
     return buffer.getvalue()
 
 
-def write_png(path: str | Path, rgb: np.ndarray, compress_level: int = 6) -> None:
-    write_bytes(path, encode_png(rgb, compress_level))
+def write_png(path: str | Path, rgb: np.ndarray, compress_level: int = 6, alpha: np.ndarray | None = None,
+              icc_profile: bytes | None = None) -> None:
+    write_bytes(path, encode_png(rgb, compress_level, alpha, icc_profile))
 
 
 def resize_bicubic(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -8,6 +8,7 @@ network.
 
 import argparse
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from sr_core.config import InferenceConfig
-from sr_core.images import list_images, read_rgb, write_png
+from sr_core.files import sha256_of, write_json
+from sr_core.images import list_images, read_image, resize_bicubic, write_png
 from sr_core.model import SRResNet
 from sr_core.parallel import num_workers, ordered_map
 
@@ -142,14 +144,19 @@ def prediction_path(out_dir: str | Path, lr_path: Path) -> Path:
     return Path(out_dir) / f"{lr_path.stem}.png"
 
 
+RECORDS = "records.json"  # in a predictions folder: what each prediction was made from
+
+
 def upscale_files(model: SRResNet, lr_paths: list[Path], out_dir: str | Path,
-                  config: InferenceConfig = InferenceConfig()) -> list[Path]:
+                  config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False) -> list[Path]:
     """Upscales each image file to a PNG of the same name in `out_dir` (see `prediction_path`).
 
     Decoding and PNG encoding run in `config.workers` threads, a few images ahead of and behind the
     network, so the host's work overlaps the device's and memory stays bounded. The files are
     byte-identical whatever the number of workers. A file that does not decode stops the run with
-    its name. Returns the written paths.
+    its name. With `keep_alpha_and_profile` (the upscale command), an input's alpha is upscaled
+    bicubic into an RGBA output and its ICC profile is carried over; without it (predictions are
+    RGB by contract), what is dropped is logged per file. Returns the written paths.
     """
     out_paths = [prediction_path(out_dir, path) for path in lr_paths]
     sources = {}
@@ -159,19 +166,38 @@ def upscale_files(model: SRResNet, lr_paths: list[Path], out_dir: str | Path,
     if clashes:
         raise ValueError("; ".join(clashes))
     workers = num_workers(config.workers)
+    scale = model.config.scale
+    kept = deque()  # (alpha, profile) of the images the network has taken, in order, until written
+
+    def rgb_of(decoded_images: Iterable) -> Iterator[np.ndarray]:
+        for path, decoded in zip(lr_paths, decoded_images):
+            if not keep_alpha_and_profile:
+                for note in decoded.notes.values():
+                    log.warning("%s: %s", path, note)
+            kept.append((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))
+            yield decoded.rgb
+
+    def write(out_path: Path, sr_img: np.ndarray, alpha: np.ndarray | None, icc_profile: bytes | None) -> None:
+        if alpha is not None:
+            alpha = resize_bicubic(alpha, scale * alpha.shape[1], scale * alpha.shape[0])
+        write_png(out_path, sr_img, config.png_compress_level, alpha, icc_profile)
+
     with ThreadPoolExecutor(workers) as pool:
-        lr_imgs = ordered_map(pool, read_rgb, lr_paths, ahead=workers)
-        sr_imgs = upscale_stream(model, lr_imgs, config.tile, config.bf16)
-        written = ordered_map(pool, lambda item: write_png(*item, compress_level=config.png_compress_level),
-                              zip(out_paths, sr_imgs), ahead=workers)
+        sr_imgs = upscale_stream(model, rgb_of(ordered_map(pool, read_image, lr_paths, ahead=workers)),
+                                 config.tile, config.bf16)
+        written = ordered_map(pool, lambda item: write(*item),
+                              ((out_path, sr_img, *kept.popleft()) for out_path, sr_img in zip(out_paths, sr_imgs)),
+                              ahead=workers)
         for _ in tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"):
             pass
     return out_paths
 
 
 def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path,
-                   config: InferenceConfig = InferenceConfig()) -> list[Path]:
-    """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`).
+                   config: InferenceConfig = InferenceConfig(), model_sha256: str = "") -> list[Path]:
+    """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`),
+    and records in `out_dir/records.json` what each was made from: the test file's name and
+    SHA-256, and `model_sha256` (the checkpoint's), so that a submission can refuse a stale one.
 
     A file that does not decode stops the run with its name: a submission needs every test image.
     """
@@ -179,5 +205,8 @@ def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path,
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no images to predict")
     written = upscale_files(model, lr_paths, out_dir, config)
-    log.info("wrote %d predictions to %s", len(written), out_dir)
+    write_json(Path(out_dir) / RECORDS, {
+        "model_sha256": model_sha256,
+        "predictions": {out.name: {"source": lr.name, "source_sha256": sha256_of(lr)} for lr, out in zip(lr_paths, written)}})
+    log.info("wrote %d predictions to %s, and what each was made from to %s", len(written), out_dir, RECORDS)
     return written

@@ -11,6 +11,8 @@ the csv module, so any file name is quoted correctly.
 import base64
 import csv
 import io
+import json
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +20,9 @@ from typing import IO
 
 from tqdm import tqdm
 
-from sr_core.files import atomic_write
+from sr_core.files import atomic_write, sha256_of
 from sr_core.images import image_size, list_images, open_image
-from sr_core.inference import prediction_path
+from sr_core.inference import RECORDS, prediction_path
 from sr_core.parallel import num_workers, ordered_map
 
 COLUMNS = ("id", "Encoded_Image")
@@ -33,25 +35,67 @@ def csv_field(text: str) -> str:
     return buffer.getvalue()
 
 
+def submission_id(path: Path) -> str:
+    """The file's name as the submission's `id`: its bytes on disk read as UTF-8, whatever the
+    locale (under an ASCII locale Python sees a UTF-8 name as undecodable bytes); ValueError
+    naming it (its repr) when those bytes are not UTF-8."""
+    try:
+        return os.fsencode(path.name).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path.parent}: the file name {path.name!r} is not valid UTF-8, so it cannot be a "
+                         f"submission id; rename it") from error
+
+
+def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: str) -> None:
+    """Each test image's prediction was made from that very file (its name and SHA-256) by the
+    model whose checkpoint has `model_sha256`, as the predict stage recorded; else ValueError
+    naming the test file: a prediction left from another input or another model is stale."""
+    records_path = Path(pred_dir) / RECORDS
+    try:
+        records = json.loads(records_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{records_path}: cannot read what the predictions were made from ({error}); "
+                         f"run the predict stage (dvc repro)") from error
+    if records.get("model_sha256") != model_sha256:
+        raise ValueError(f"{pred_dir}: the predictions were made by another model than the current checkpoint; "
+                         f"run the predict stage (dvc repro)")
+    made_from = records.get("predictions", {})
+    for test_path in test_paths:
+        png = prediction_path(pred_dir, test_path)
+        record = made_from.get(png.name)
+        if record is None or record.get("source") != test_path.name:
+            source = "no recorded input" if record is None else f"{record.get('source')!r}"
+            raise ValueError(f"{test_path}: its prediction {png} was made from {source}, not from this file; "
+                             f"run the predict stage (dvc repro)")
+        if record.get("source_sha256") != sha256_of(test_path):
+            raise ValueError(f"{test_path}: changed since its prediction {png} was made; run the predict stage "
+                             f"(dvc repro)")
+
+
 def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: str | Path, scale: int,
-                     workers: int = 0) -> int:
+                     workers: int = 0, model_sha256: str | None = None) -> int:
     """One row per test image, in name order, the prediction's PNG bytes unchanged; then the whole
     file is checked (`check_submission`) before it is renamed to `out_path`, so a failed or killed
-    check never leaves an unchecked submission. `workers` threads (0: one per core) read and encode
-    the rows. Returns the row count."""
+    check never leaves an unchecked submission. With `model_sha256` (the submit stage), every
+    prediction must be recorded as made from its test file by that model (`check_records`).
+    The file is UTF-8 whatever the locale. `workers` threads (0: one per core) read and encode the
+    rows. Returns the row count."""
     test_paths = list_images(test_lr_dir)
     if not test_paths:
         raise FileNotFoundError(f"{test_lr_dir}: no test images, so no submission")
     broken = [path.name for path in test_paths if "\n" in path.name or "\r" in path.name]
     if broken:  # a row per line is what readers of the CSV (and `check_submission`) expect
         raise ValueError(f"{test_lr_dir}: names with a line break cannot be submission ids: {broken}; rename them")
+    ids = {path: submission_id(path) for path in test_paths}
+    if model_sha256 is not None:
+        check_records(test_paths, pred_dir, model_sha256)
     workers = num_workers(workers)
 
     def encode_row(test_path: Path) -> str:
         png = prediction_path(pred_dir, test_path)
         if not png.is_file():
             raise FileNotFoundError(f"{png}: no prediction for test image {test_path}")
-        return f"{csv_field(test_path.name)},{base64.b64encode(png.read_bytes()).decode('ascii')}\n"
+        return f"{csv_field(ids[test_path])},{base64.b64encode(png.read_bytes()).decode('ascii')}\n"
 
     def check(tmp_path: Path) -> None:
         check_submission(tmp_path, test_lr_dir, scale, workers, shown_as=out_path)
@@ -86,7 +130,7 @@ def check_submission(csv_path: str | Path, test_lr_dir: str | Path, scale: int, 
     there is exactly one row per test image, each a PNG of `scale` times the test image's size with
     3 channels. Errors name `shown_as` (default: `csv_path`). Returns the row count."""
     where = str(shown_as or csv_path)
-    expected = {p.name: image_size(p) for p in list_images(test_lr_dir)}
+    expected = {submission_id(p): image_size(p) for p in list_images(test_lr_dir)}
     workers = num_workers(workers)
 
     def check_row(row: tuple[int, str, str]) -> None:
@@ -115,7 +159,7 @@ def check_submission(csv_path: str | Path, test_lr_dir: str | Path, scale: int, 
             seen.add(name)
             yield number, name, encoded
 
-    with open(csv_path, newline="") as f, ThreadPoolExecutor(workers) as pool:
+    with open(csv_path, newline="", encoding="utf-8") as f, ThreadPoolExecutor(workers) as pool:
         header = next(csv.reader([f.readline()]), None)
         if tuple(header or ()) != COLUMNS:
             raise ValueError(f"{where}: header is {header}, expected {list(COLUMNS)}")

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     config = config_from(args, png_compress_level=args.compress_level)
     paths = collect_inputs(args.inputs, args.out)
     model = load_model(args.checkpoint, pick_device(args.device))
-    written = upscale_files(model, paths, args.out, config)
+    written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True)
     logging.info("wrote %d images to %s", len(written), args.out)
 
 

@@ -3,6 +3,7 @@
 from sr_core.checkpoint import load_model
 from sr_core.cli import run
 from sr_core.config import load_params, require_folders
+from sr_core.files import sha256_of
 from sr_core.inference import pick_device, predict_folder
 
 
@@ -10,7 +11,8 @@ def predict() -> None:
     params = load_params()
     require_folders(params, "data.test_lr_dir")
     model = load_model(params.paths.model, pick_device(params.train.device), params.model.scale)
-    predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference)
+    predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference,
+                   model_sha256=sha256_of(params.paths.model))
 
 
 if __name__ == "__main__":

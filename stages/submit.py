@@ -5,6 +5,7 @@ import logging
 
 from sr_core.cli import run
 from sr_core.config import load_params, require_folders
+from sr_core.files import sha256_of
 from sr_core.submission import write_submission
 
 
@@ -13,7 +14,7 @@ def submit() -> None:
     require_folders(params, "data.test_lr_dir")
     paths = params.paths
     rows = write_submission(params.data.test_lr_dir, paths.predictions, paths.submission, params.model.scale,
-                            params.inference.workers)
+                            params.inference.workers, model_sha256=sha256_of(paths.model))
     logging.info("%s: %d rows, each decoded and checked", paths.submission, rows)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from PIL import Image, ImageCms
 
 from conftest import REPO, save, write_params
 from sr_core.benchmark import load_sets
@@ -36,8 +36,8 @@ from sr_core.config import InferenceConfig, ModelConfig, load_params
 from sr_core.data import Pair, check_pairs, read_split, write_split
 from sr_core.evaluation import score_pairs
 from sr_core.files import atomic_write
-from sr_core.images import MAX_INPUT_PIXELS, ImageError, read_rgb
-from sr_core.inference import predict_folder, upscale_files
+from sr_core.images import MAX_INPUT_PIXELS, ImageError, read_image, read_rgb, resize_bicubic
+from sr_core.inference import predict_folder, upscale, upscale_files
 from sr_core.model import SRResNet
 from sr_core.submission import check_submission, write_submission
 from sr_core.training import train
@@ -449,6 +449,146 @@ def h09_tiny_test_images(tmp_path, caplog):
     assert write_submission(tmp_path / "test", tmp_path / "pred", tmp_path / "submission.csv", 4) == 2
 
 
+# --- round 2: stale predictions, orientation, transparency, frames, profiles, locales -------------
+
+def with_exif_orientation(upright: np.ndarray, orientation: int) -> Image.Image:
+    """`upright` stored turned so that EXIF `orientation` (6: turn 90 degrees clockwise to show,
+    8: counter-clockwise) shows it upright again, as cameras store portrait photos."""
+    image = Image.fromarray(np.rot90(upright, 1 if orientation == 6 else -1).copy())
+    image.info["exif"] = exif = Image.Exif()
+    exif[0x0112] = orientation
+    return image
+
+
+def save_with_exif(path: Path, upright: np.ndarray, orientation: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = with_exif_orientation(upright, orientation)
+    image.save(path, exif=image.info["exif"])
+
+
+def r2_01_stale_prediction_is_refused(tmp_path, caplog):
+    model, rng = tiny_model(), np.random.default_rng(2)
+    save(tmp_path / "test" / "t.png", rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))
+    predict_folder(model, tmp_path / "test", tmp_path / "pred", model_sha256="model-a")
+    out = tmp_path / "submission.csv"
+    assert write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="model-a") == 1
+    submitted = out.read_bytes()
+    save(tmp_path / "test" / "t.jpg", rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))  # another picture
+    with pytest.raises(ValueError, match="would all be written to"):  # predict refuses the clash
+        predict_folder(model, tmp_path / "test", tmp_path / "pred", model_sha256="model-a")
+    with pytest.raises(ValueError, match=r"test/t.jpg: its prediction .*pred/t.png was made from 't.png', not from "
+                                         r"this file; run the predict stage"):
+        write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="model-a")
+    (tmp_path / "test" / "t.jpg").unlink()
+    with pytest.raises(ValueError, match="made by another model than the current checkpoint"):
+        write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="model-b")
+    save(tmp_path / "test" / "t.png", rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))  # edited by hand
+    with pytest.raises(ValueError, match="test/t.png: changed since its prediction"):
+        write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="model-a")
+    assert out.read_bytes() == submitted  # the previous submission is untouched
+
+
+def r2_02_exif_orientation_is_one_rule(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    for name, (width, height) in (("square.png", (16, 16)), ("tall.png", (12, 16))):
+        lr_img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        hr_upright = np.kron(lr_img, np.ones((4, 4, 1), np.uint8))
+        save(tmp_path / "train" / "lr" / name, lr_img)
+        save_with_exif(tmp_path / "train" / "hr" / name, hr_upright, 6)
+        assert np.array_equal(read_rgb(tmp_path / "train" / "hr" / name), hr_upright)  # pixel by pixel
+    notes = []
+    pairs, rejects = check_pairs(tmp_path / "train" / "lr", tmp_path / "train" / "hr", 4, notes=notes)
+    assert [pair.name for pair in pairs] == ["square.png", "tall.png"] and rejects == []
+    assert [kind for kind, _ in notes] == ["orientation_differs"] * 2
+    assert "tall.png: EXIF orientation 1 in the LR, 6 in the HR; both are applied" in caplog.text
+    upright_test = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)  # a viewer shows 16x12
+    save_with_exif(tmp_path / "test" / "photo.png", upright_test, 8)
+    predict_folder(tiny_model(), tmp_path / "test", tmp_path / "pred", model_sha256="m")
+    assert Image.open(tmp_path / "pred" / "photo.png").size == (64, 48)
+    assert write_submission(tmp_path / "test", tmp_path / "pred", tmp_path / "s.csv", 4, model_sha256="m") == 1
+
+
+def r2_03_transparency_kept_by_upscale_and_named_by_the_pipeline(tmp_path, caplog):
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    alpha = np.zeros((6, 8), np.uint8)
+    alpha[:, 4:] = 255  # left half transparent
+    inputs = {"rgba.png": Image.fromarray(np.dstack([rgb, alpha])),
+              "la.png": Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"),
+              "palette.png": Image.fromarray(np.where(alpha == 0, 0, rng.integers(1, 16, (6, 8))).astype(np.uint8), "P")}
+    inputs["palette.png"].putpalette(rng.integers(0, 256, 16 * 3, dtype=np.uint8).tolist())  # index 0: transparent
+    for name, image in inputs.items():
+        (tmp_path / "in").mkdir(exist_ok=True)
+        image.save(tmp_path / "in" / name, **({"transparency": 0} if name == "palette.png" else {}))
+    model = tiny_model()
+    upscale_files(model, sorted((tmp_path / "in").iterdir()), tmp_path / "out", keep_alpha_and_profile=True)
+    for name in inputs:
+        decoded = read_image(tmp_path / "in" / name)
+        out = Image.open(tmp_path / "out" / name)
+        assert out.mode == "RGBA", name
+        assert np.array_equal(np.asarray(out.getchannel("A")), resize_bicubic(decoded.alpha, 32, 24)), name
+        assert np.array_equal(np.asarray(out.convert("RGB")), upscale(model, decoded.rgb)), name
+    assert "alpha" not in caplog.text  # the upscale command keeps it: nothing dropped, nothing to say
+    predict_folder(model, tmp_path / "in", tmp_path / "pred")
+    for name in inputs:
+        assert f"in/{name}: alpha is not opaque in 24 of 48 pixels: its RGB is used as it is and the alpha is dropped" \
+            in caplog.text
+        assert Image.open(tmp_path / "pred" / name).mode == "RGB"
+    save(tmp_path / "train" / "lr" / "a.png", rgb)
+    save(tmp_path / "train" / "hr" / "a.png", np.dstack([np.kron(rgb, np.ones((4, 4, 1), np.uint8)),
+                                                          np.kron(alpha, np.ones((4, 4), np.uint8))]))
+    notes = []
+    check_pairs(tmp_path / "train" / "lr", tmp_path / "train" / "hr", 4, notes=notes)
+    assert [kind for kind, _ in notes] == ["alpha_not_opaque"] and "train/hr/a.png: alpha is not opaque" in notes[0][1]
+
+
+def r2_04_multi_frame_images_are_refused(tmp_path, caplog):
+    frames = [Image.fromarray(np.full((8, 8, 3), value, np.uint8)) for value in (0, 128)]
+    for name in ("anim.png", "anim.webp", "pages.tif"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        with pytest.raises(ImageError, match=rf"{name}: 2 frames \(an animation or a multi-page file\)"):
+            read_rgb(tmp_path / name)
+    (tmp_path / "test").mkdir()
+    os.replace(tmp_path / "anim.png", tmp_path / "test" / "anim.png")
+    with pytest.raises(ImageError, match="anim.png: 2 frames"):
+        predict_folder(tiny_model(), tmp_path / "test", tmp_path / "pred")
+
+
+def r2_05_colour_profiles_carried_or_named(tmp_path, caplog):
+    other = ImageCms.ImageCmsProfile(ImageCms.createProfile("XYZ")).tobytes()  # not sRGB
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = np.random.default_rng(5).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "in" / "wide.png", icc_profile=other)
+    Image.fromarray(rgb).save(tmp_path / "in" / "srgb.png", icc_profile=srgb)
+    model = tiny_model()
+    upscale_files(model, sorted((tmp_path / "in").iterdir()), tmp_path / "out", keep_alpha_and_profile=True)
+    assert Image.open(tmp_path / "out" / "wide.png").info["icc_profile"] == other  # displays as the input did
+    assert Image.open(tmp_path / "out" / "srgb.png").info["icc_profile"] == srgb
+    assert "not sRGB" not in caplog.text
+    predict_folder(model, tmp_path / "in", tmp_path / "pred")
+    assert "in/wide.png: colour profile" in caplog.text and "is not sRGB: its values are used as sRGB" in caplog.text
+    assert "srgb.png: colour profile" not in caplog.text
+
+
+def r2_06_submission_is_utf8_whatever_the_locale(tmp_path, caplog):
+    test_dir = tmp_path / "test"
+    save(test_dir / "ünï.png", np.zeros((3, 4, 3), np.uint8))
+    predict_folder(tiny_model(), test_dir, tmp_path / "pred")
+    script = ("import sys; from sr_core.submission import write_submission; "
+              "write_submission(sys.argv[1], sys.argv[2], sys.argv[3], 4)")
+    ascii_locale = {"PATH": os.environ["PATH"], "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0",
+                    "PYTHONUTF8": "0", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-c", script, str(test_dir), str(tmp_path / "pred"), str(tmp_path / "s.csv")]
+    result = subprocess.run(command, env=ascii_locale, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ünï.png," in (tmp_path / "s.csv").read_bytes().decode("utf-8")
+    with open(os.path.join(os.fsencode(test_dir), b"\xff.png"), "wb") as f:  # a name that is not UTF-8
+        f.write(image_bytes(np.zeros((3, 4, 3), np.uint8)))
+    with pytest.raises(ValueError, match=r"the file name '\\udcff.png' is not valid UTF-8"):
+        write_submission(test_dir, tmp_path / "pred", tmp_path / "s.csv", 4)
+
+
 class RunsACommand:
     """Unpickling this runs a shell command: what a malicious checkpoint would do."""
 
@@ -545,6 +685,12 @@ CASES = [
     Case("h09", "tiny test images", h09_tiny_test_images),
     Case("h11", "malicious pickles", h11_malicious_pickles),
     Case("h12", "read-only folder", h12_read_only_folder),
+    Case("r2-1", "a stale prediction (another input of the same stem)", r2_01_stale_prediction_is_refused),
+    Case("r2-2", "EXIF orientation in train, test and submission", r2_02_exif_orientation_is_one_rule),
+    Case("r2-3", "alpha: kept by upscale, named by the pipeline", r2_03_transparency_kept_by_upscale_and_named_by_the_pipeline),
+    Case("r2-4", "animated PNG / WebP, multi-page TIFF", r2_04_multi_frame_images_are_refused),
+    Case("r2-5", "a non-sRGB colour profile", r2_05_colour_profiles_carried_or_named),
+    Case("r2-6", "an ASCII locale; a name that is not UTF-8", r2_06_submission_is_utf8_whatever_the_locale),
     Case("stage", "a stage's error is one line", stage_errors_are_one_line),
 ]
 

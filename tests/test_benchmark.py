@@ -113,8 +113,8 @@ def test_each_file_is_decoded_once(tmp_path, paired_folder, rng, checkpoint, mon
     _, model = checkpoint
     save(tmp_path / "hr_only" / "hr" / "a.png", rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
     reads = []
-    read_rgb = sr_core.data.read_rgb
-    monkeypatch.setattr(sr_core.data, "read_rgb", lambda path: reads.append(Path(path).resolve()) or read_rgb(path))
+    read_image = sr_core.data.read_image
+    monkeypatch.setattr(sr_core.data, "read_image", lambda path: reads.append(Path(path).resolve()) or read_image(path))
     sets = load_sets([paired_folder, tmp_path / "hr_only"])
     assert reads == []  # listing reads no pixels
     rows = score_pairs(sets[paired_folder.name] + sets["hr_only"], 4, model, bicubic=True)

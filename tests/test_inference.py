@@ -42,7 +42,7 @@ def test_predictions_are_byte_identical_whatever_the_workers(tmp_path, model, rn
     for workers, tile in ((1, 16), (2, 16), (3, 16), (2, 0)):  # tile 0: whole images, one by one
         out_dir = tmp_path / f"pred_{workers}_{tile}"
         predict_folder(model, tmp_path / "test", out_dir, InferenceConfig(tile=tile, workers=workers))
-        outputs[workers, tile] = {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())}
+        outputs[workers, tile] = {p.name: p.read_bytes() for p in sorted(out_dir.glob("*.png"))}
     assert len(outputs[1, 16]) == 6
     assert outputs[1, 16] == outputs[2, 16] == outputs[3, 16]
     # against whole images one by one, only float summation order differs
