@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO, save, write_params
 from sr_core.data import check_pairs, load_pair, read_split, split_names, write_split
@@ -72,13 +73,18 @@ def run_split_stage(tmp_path, lr_dir, hr_dir):
 
 def test_split_stage_reports_rejects_in_files(paired_folder):
     (paired_folder / "lr" / "005.png").write_bytes(b"truncated")
+    hr = np.asarray(Image.open(paired_folder / "hr" / "000.png"))
+    alpha = np.full(hr.shape[:2], 255, np.uint8)
+    alpha[:2] = 0  # two transparent rows: the pair is valid, what was dropped is said and counted
+    save(paired_folder / "hr" / "000.png", np.dstack([hr, alpha]))
     result = run_split_stage(paired_folder, paired_folder / "lr", paired_folder / "hr")
     assert result.returncode == 0, result.stderr
     assert "rejected 005.png" in result.stderr
+    assert f"hr/000.png: alpha is not opaque in {2 * hr.shape[1]} of {alpha.size} pixels" in result.stderr
     with open(paired_folder / "data" / "rejects.csv", newline="") as f:
         assert [row["name"] for row in csv.DictReader(f)] == ["005.png"]
     counts = json.loads((paired_folder / "metrics" / "split.json").read_text())
-    assert counts == {"valid_pairs": 5, "rejected": 1, "train": 4, "val": 1, "alpha_not_opaque": 0, "non_srgb_profile": 0,
+    assert counts == {"valid_pairs": 5, "rejected": 1, "train": 4, "val": 1, "alpha_not_opaque": 1, "non_srgb_profile": 0,
                       "orientation_differs": 0}
 
 
