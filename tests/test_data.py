@@ -80,7 +80,7 @@ def test_split_stage_reports_rejects_in_files(paired_folder):
     result = run_split_stage(paired_folder, paired_folder / "lr", paired_folder / "hr")
     assert result.returncode == 0, result.stderr
     assert "rejected 005.png" in result.stderr
-    assert f"hr/000.png: alpha is not opaque in {2 * hr.shape[1]} of {alpha.size} pixels" in result.stderr
+    assert f"hr/000.png: alpha is not opaque in {2 * hr.shape[1]:,} of {alpha.size:,} pixels" in result.stderr
     with open(paired_folder / "data" / "rejects.csv", newline="") as f:
         assert [row["name"] for row in csv.DictReader(f)] == ["005.png"]
     counts = json.loads((paired_folder / "metrics" / "split.json").read_text())
