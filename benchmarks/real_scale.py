@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sr_core.batches import decode_pairs
+from sr_core.checkpoint import save_checkpoint
 from sr_core.cli import argument_parser
 from sr_core.data import Pair, load_pair
 from sr_core.images import bicubic_upscale, encode_png, image_size, read_rgb, write_png
@@ -146,6 +147,38 @@ side = int(sys.argv[2])
 run(model, np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8), 64)
 print(status_bytes("VmHWM") - start)
 """
+
+
+COMMAND_PROBE = """
+import re, sys
+from sr_core.upscale import main
+def status_bytes(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+checkpoint, warm_up, image, out = sys.argv[1:5]
+main([checkpoint, warm_up, "--out", out, "--tile", "300", "--workers", "1"])
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: count only what follows
+start = status_bytes("VmRSS")
+main([checkpoint, image, "--out", out, "--tile", "300", "--workers", "1"])
+print(status_bytes("VmHWM") - start)
+"""
+
+
+def command_memory_slope(checkpoint: Path, folder: Path, sides: tuple[int, int] = (600, 1200)) -> float:
+    """Bytes of peak RSS per output pixel of the whole upscale command (decode, network, PNG encode
+    and write), from a photograph at two LR sizes in fresh processes, after a warm-up. Tiles of 300
+    cut both sizes into tiles of one shape, so the slope is what grows with the image, not the
+    network's working set for another tile shape."""
+    photo = Image.fromarray(skimage.data.astronaut())
+    write_png(folder / "warm" / "w.png", np.zeros((64, 64, 3), np.uint8))
+    peaks = []
+    for side in sides:
+        write_png(folder / str(side) / "in.png", np.array(photo.resize((side, side), Image.Resampling.BICUBIC)))
+        result = subprocess.run([sys.executable, "-c", COMMAND_PROBE, str(checkpoint), str(folder / "warm" / "w.png"),
+                                 str(folder / str(side) / "in.png"), str(folder / f"out{side}")],
+                                capture_output=True, text=True, check=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"})
+        peaks.append(int(result.stdout.split()[-1]))
+    return (peaks[1] - peaks[0]) / (SCALE**2 * (sides[1]**2 - sides[0]**2))
 
 
 def memory_slope(path: str, sides: tuple[int, int] = (300, 900)) -> float:
@@ -296,6 +329,7 @@ def report(results: dict) -> None:
         print(f"{name:34s} {t['baseline']:9.4f} {t['now']:9.4f} {t['baseline'] / t['now']:8.2f}x{extra}")
     memory = results["memory_bytes_per_output_pixel"]
     print(f"{'upscale memory, bytes/output px':34s} {memory['baseline']:9.2f} {memory['now']:9.2f}")
+    print(f"{'sr-upscale, whole process, B/px':34s} {'':9s} {results['upscale_command_bytes_per_output_pixel']:9.2f}")
     print(f"train step of the reference script's network: {results['train_step_seconds']:.3f} s per image")
     print("\nPNG compression of one SR image:")
     for level, value in results["png_levels"].items():
@@ -324,6 +358,8 @@ def main() -> None:
                         help="assumed inference rate on the GPU machine, HR MPix/s, when not run on one")
     parser.add_argument("--memory-sides", type=int, nargs=2, default=(300, 900),
                         help="the two LR sides of the memory measurement")
+    parser.add_argument("--command-memory-sides", type=int, nargs=2, default=(600, 1200),
+                        help="the two LR sides of the whole upscale command's memory measurement")
     parser.add_argument("--out", type=Path, default=Path("real_scale.json"), help="the JSON file written")
     args = parser.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
@@ -358,6 +394,11 @@ def main() -> None:
 
     results["memory_bytes_per_output_pixel"] = {path: memory_slope(path, args.memory_sides)
                                                  for path in ("baseline", "now")}
+    with tempfile.TemporaryDirectory() as tmp:  # the whole command, with a one-block network
+        torch.manual_seed(0)
+        save_checkpoint(Path(tmp) / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval())
+        results["upscale_command_bytes_per_output_pixel"] = command_memory_slope(
+            Path(tmp) / "model.pt", Path(tmp), tuple(args.command_memory_sides))
     results["projections"] = project(results, hr_mpix, args, cuda)
     report(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

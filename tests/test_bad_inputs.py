@@ -571,6 +571,17 @@ def r2_05_colour_profiles_carried_or_named(tmp_path, caplog):
     assert "srgb.png: colour profile" not in caplog.text
 
 
+def r2_07_whole_upscale_command_memory(tmp_path, caplog):
+    """Peak RSS of the whole upscale command (decode, network, PNG encode, write) in fresh processes
+    at two sizes cut into tiles of one shape (benchmarks/real_scale.py): at most 5 bytes per output
+    pixel; 3 of them are the uint8 output itself. Without the command's mmap threshold, 6.1 (measured)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from real_scale import command_memory_slope
+    save_checkpoint(tmp_path / "model.pt", tiny_model())
+    slope = command_memory_slope(tmp_path / "model.pt", tmp_path)  # 600x600 and 1200x1200
+    assert slope <= 5, f"{slope:.2f} bytes per output pixel"
+
+
 def r2_06_submission_is_utf8_whatever_the_locale(tmp_path, caplog):
     test_dir = tmp_path / "test"
     save(test_dir / "ünï.png", np.zeros((3, 4, 3), np.uint8))
@@ -691,6 +702,7 @@ CASES = [
     Case("r2-4", "animated PNG / WebP, multi-page TIFF", r2_04_multi_frame_images_are_refused),
     Case("r2-5", "a non-sRGB colour profile", r2_05_colour_profiles_carried_or_named),
     Case("r2-6", "an ASCII locale; a name that is not UTF-8", r2_06_submission_is_utf8_whatever_the_locale),
+    Case("r2-7", "the whole upscale command's memory", r2_07_whole_upscale_command_memory),
     Case("stage", "a stage's error is one line", stage_errors_are_one_line),
 ]
 
