@@ -291,8 +291,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Every param from `path`, which must set each one (see the module's docstring)."""
+def read_params(path: str | Path = "params.yaml") -> dict:
+    """The mapping params.yaml at `path` holds, unchecked but for YAML, duplicate keys and its shape."""
     path = Path(path)
     try:
         with open(path) as f:  # a stream, so YAML's messages name the file and line
@@ -302,6 +302,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of params at the top level, found "
                          f"{'nothing' if values is None else type(values).__name__}")
+    return values
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Every param from `path`, which must set each one (see the module's docstring)."""
+    values = read_params(path)
     try:
         return build(Params, values, complete=True)
     except (ValueError, TypeError) as error:

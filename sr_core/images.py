@@ -102,7 +102,11 @@ TURNED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation tag (1: as stored), read from the header."""
+    """The EXIF orientation tag (1: as stored). Before the pixels are decoded, only what the header
+    holds: Pillow's PNG reader would decode the whole image to look for an eXIf chunk after the
+    pixel data, which the PNG spec does not allow, so such a chunk counts only once decoded."""
+    if image.format == "PNG" and "exif" not in image.info:  # after decoding, the whole file was read
+        return 1
     value = image.getexif().get(ORIENTATION_TAG, 1)
     return value if value in range(1, 9) else 1
 
@@ -149,11 +153,16 @@ def read_image(path: str | Path) -> Decoded:
     return Decoded(rgb, alpha, icc_profile, orientation, notes)
 
 
+def warn_dropped(path: str | Path, decoded: Decoded) -> None:
+    """A warning naming `path` for each thing a reader that keeps RGB only drops (`Decoded.notes`)."""
+    for note in decoded.notes.values():
+        log.warning("%s: %s", path, note)
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """Decodes `path` fully to an HWC uint8 RGB array (see `read_image`), saying what it dropped."""
     decoded = read_image(path)
-    for note in decoded.notes.values():
-        log.warning("%s: %s", path, note)
+    warn_dropped(path, decoded)
     return decoded.rgb
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sr_core.config import InferenceConfig
 from sr_core.files import sha256_of, write_json
-from sr_core.images import list_images, read_image, resize_bicubic, write_png
+from sr_core.images import list_images, read_image, resize_bicubic, warn_dropped, write_png
 from sr_core.model import SRResNet
 from sr_core.parallel import num_workers, ordered_map
 
@@ -172,8 +172,7 @@ def upscale_files(model: SRResNet, lr_paths: list[Path], out_dir: str | Path,
     def rgb_of(decoded_images: Iterable) -> Iterator[np.ndarray]:
         for path, decoded in zip(lr_paths, decoded_images):
             if not keep_alpha_and_profile:
-                for note in decoded.notes.values():
-                    log.warning("%s: %s", path, note)
+                warn_dropped(path, decoded)
             kept.append((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))
             yield decoded.rgb
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from sr_core.cli import argument_parser, run
-from sr_core.config import Params, build, load_params
+from sr_core.config import Params, build, load_params, read_params
 from sr_core.files import atomic_write
 
 
@@ -69,7 +69,7 @@ def set_values(params: dict, settings: dict[str, Any], where: str) -> None:
 
 def preset_params(settings: dict[str, Any], params_path: str | Path = "params.yaml", where: str = "preset") -> Params:
     """The Params that params.yaml at `params_path` gives with `settings` applied, every value checked."""
-    values = yaml.safe_load(Path(params_path).read_text())
+    values = read_params(params_path)
     set_values(values, settings, where)
     try:
         return build(Params, values, complete=True)

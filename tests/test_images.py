@@ -2,10 +2,10 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from conftest import save
-from sr_core.images import ImageError, encode_png, read_rgb
+from sr_core.images import ImageError, encode_png, image_size, read_rgb
 
 
 def test_rgba_drops_the_alpha(tmp_path, rng):
@@ -58,3 +58,15 @@ def test_png_compress_level_trades_size_not_pixels(rng):
     buffer = io.BytesIO()
     Image.fromarray(img).save(buffer, format="PNG")
     assert encode_png(img) == buffer.getvalue()  # the default level is Pillow's own default
+
+
+def test_image_size_follows_exif_orientation_from_the_header_alone(tmp_path, monkeypatch):
+    """A portrait photo stored turned (orientation 6) is measured as a viewer shows it, and no
+    pixel is decoded to find out: image_size runs for every HR and test image."""
+    upright = np.zeros((12, 16, 3), np.uint8)
+    stored = Image.fromarray(np.rot90(upright, 1).copy())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "turned.png", exif=exif)
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    assert image_size(tmp_path / "turned.png") == (16, 12)
