@@ -129,15 +129,18 @@ def baseline_submission(test_paths: list[Path], pred_dir: Path, out_path: Path) 
                     raise ValueError(f"{name}: {image.size}")
 
 
-MEMORY_PROBE = """
+PEAK_PROBE = """
 import re, sys
+def status_bytes(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+"""  # what both probes below start with: the peak and current RSS from /proc
+
+MEMORY_PROBE = PEAK_PROBE + """
 import numpy as np, torch
 sys.path.insert(0, {benchmarks!r})
 from real_scale import baseline_upscale
 from sr_core.inference import upscale
 from sr_core.model import ModelConfig, SRResNet
-def status_bytes(field):
-    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
 run = baseline_upscale if sys.argv[1] == "baseline" else upscale
 run(model, np.zeros((64, 64, 3), np.uint8), 64)
@@ -149,11 +152,8 @@ print(status_bytes("VmHWM") - start)
 """
 
 
-COMMAND_PROBE = """
-import re, sys
+COMMAND_PROBE = PEAK_PROBE + """
 from sr_core.upscale import main
-def status_bytes(field):
-    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 checkpoint, warm_up, image, out = sys.argv[1:5]
 main([checkpoint, warm_up, "--out", out, "--tile", "300", "--workers", "1"])
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: count only what follows
