@@ -18,6 +18,9 @@ added to OUT/gpu_check.json (rewritten whole after each part) and printed as a t
                 trained under a time budget, then Set5 / Set14 / BSD100 next to bicubic and the
                 published SRResNet row
   bf16          bf16 against fp32 inference of that model: PSNR-Y on Set5
+  onnx_fp16     that model exported to fp16 ONNX on onnxruntime's CUDA provider against torch bf16, at
+                the real LR size (benchmarks/onnx_vs_torch.py); skipped, with the reason, where
+                onnxruntime with CUDA or the exporter's packages (onnx, onnxscript) are not installed
 
 It needs only torch, numpy, Pillow, scikit-image, tqdm, pyyaml and psutil: no dvc, no network. --smoke runs every part at tiny sizes on the CPU with synthetic data.
 """
@@ -78,11 +81,12 @@ def sizes(smoke: bool) -> dict:
                     model=ModelConfig(num_blocks=1, num_features=8),
                     general_model=dataclasses.replace(GPU_MODEL, num_blocks=1, num_features=8),
                     batch_size=4, patches_per_image=2,
-                    val_every=2, minutes={"throughput": 0.5, "real_scale": 0.3, "general": 0.1, "bf16": 0.3})
+                    val_every=2, minutes={"throughput": 0.5, "real_scale": 0.3, "general": 0.1, "bf16": 0.3,
+                                          "onnx_fp16": 0.3})
     return dict(width=1920, height=1080, pairs=16, steps=10, patch_batch=128, val_images=32, test_images=32,
                 model=ModelConfig(), general_model=GPU_MODEL, batch_size=GPU_TRAIN["batch_size"],
                 patches_per_image=GPU_TRAIN["patches_per_image"], val_every=5,
-                minutes={"throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5})
+                minutes={"throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5, "onnx_fp16": 0.5})
 
 
 def make_smoke_data(folder: Path) -> Path:
@@ -230,6 +234,26 @@ def bf16_against_fp32(device: torch.device, data: Path, out: Path) -> list[dict]
              "difference_db": round(difference, 4), "within_0.05_db": abs(difference) < 0.05}]
 
 
+class Skipped(Exception):
+    """A part that cannot run here, for the reason given."""
+
+
+def onnx_fp16(device: torch.device, size: dict, out: Path, work: Path) -> list[dict]:
+    """Torch bf16 against the general model's fp16 ONNX export on onnxruntime (its CUDA provider on
+    a GPU), one real-size LR image (a tiny one in a smoke run)."""
+    try:
+        import onnx, onnxruntime, onnxscript  # noqa: F401, E401 (the exporter's packages and the runtime)
+    except ImportError as error:
+        raise Skipped(f"{error.name} is not installed here (pip install onnx onnxscript onnxruntime-gpu)") from error
+    from onnx_vs_torch import fp16_rows
+
+    if device.type == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise Skipped(f"this onnxruntime has no CUDA provider ({', '.join(onnxruntime.get_available_providers())})")
+    model = load_model(out / "general" / "best.pt", torch.device("cpu"))
+    lr_img = np.random.default_rng(0).integers(0, 256, (size["height"] // SCALE, size["width"] // SCALE, 3), np.uint8)
+    return fp16_rows(model, lr_img, work, device, InferenceConfig().tile, repeats=3)
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     print(f"\n## {title}\n")
@@ -274,6 +298,8 @@ def main() -> None:
                 try:
                     entry["rows"] = run(began + 60 * minutes)
                     entry["status"] = "ok"
+                except Skipped as reason:
+                    entry["status"] = f"skipped: {reason}"
                 except Exception as error:  # noqa: BLE001 (one part's failure must not cost the others' results)
                     entry["status"] = f"failed: {type(error).__name__}: {error}"
                     entry["traceback"] = traceback.format_exc()
@@ -290,6 +316,7 @@ def main() -> None:
         part("general", lambda deadline: general(device, size, data, args.out, general_minutes,
                                                  not args.no_residual, work), general_minutes)
         part("bf16", lambda deadline: bf16_against_fp32(device, data, args.out), budget["bf16"])
+        part("onnx_fp16", lambda deadline: onnx_fp16(device, size, args.out, work), budget["onnx_fp16"])
     print(f"\n{results}: {sum(p['status'] == 'ok' for p in report['parts'])} of {len(report['parts'])} parts ok, "
           f"{time.monotonic() - start:.0f} s")
 

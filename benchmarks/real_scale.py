@@ -45,7 +45,7 @@ from sr_core.data import Pair, load_pair
 from sr_core.images import bicubic_upscale, encode_png, image_size, read_rgb, write_png
 from sr_core.inference import upscale_stream
 from sr_core.metrics import batch_metrics, image_metrics
-from sr_core.model import ModelConfig, SRResNet
+from sr_core.model import ModelConfig, SRResNet, receptive_radius
 from sr_core.parallel import num_workers, ordered_map
 from sr_core.submission import write_submission
 from train_throughput import time_steps  # this folder is on the path when a script here runs
@@ -98,7 +98,7 @@ def baseline_upscale(model: SRResNet, lr_img: np.ndarray, tile: int) -> np.ndarr
 
     if not tile or (height <= tile and width <= tile):
         return to_image(model(lr)[0])
-    s, margin = model.config.scale, model.receptive_radius()
+    s, margin = model.config.scale, receptive_radius(model.config)
     sr = torch.empty(3, s * height, s * width)
     for y in range(0, height, tile):
         for x in range(0, width, tile):

@@ -9,15 +9,14 @@ The evaluate stage runs it on the val split plus `evaluate.benchmarks`; as a com
 import logging
 from pathlib import Path
 
-from sr_core.checkpoint import load_model
+from sr_core.checkpoint import MODEL_HELP, load_model
 from sr_core.cli import argument_parser, run
 from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, list_folder
 from sr_core.evaluation import figure, model_and_bicubic, sample_crops, score_pairs, summarize
 from sr_core.files import write_csv, write_json
 from sr_core.images import write_png
-from sr_core.inference import add_arguments, config_from, pick_device
-from sr_core.model import SRResNet
+from sr_core.inference import Model, add_arguments, config_from, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def load_sets(folders: list[str | Path]) -> dict[str, list[Pair]]:
     return sets
 
 
-def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, inference: InferenceConfig,
+def benchmark(model: Model, sets: dict[str, list[Pair]], scale: int, inference: InferenceConfig,
               num_samples: int, crop: int, rows_path: str | Path, metrics_path: str | Path,
               figure_path: str | Path) -> dict:
     """Scores every set, writes the three files, and returns the per-set summary."""
@@ -61,7 +60,7 @@ def benchmark(model: SRResNet, sets: dict[str, list[Pair]], scale: int, inferenc
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__, "python -m sr_core.benchmark")
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
+    parser.add_argument("model", type=Path, help=MODEL_HELP)
     parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
     parser.add_argument("--out", type=Path, default=Path("benchmark"),
                         help="the folder the per-image CSV, the per-set JSON and the figure go to")
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
     inference = config_from(args)
-    model = load_model(args.checkpoint, pick_device(args.device))
+    model = load_model(args.model, pick_device(args.device))
     benchmark(model, load_sets(args.folders), model.config.scale, inference, args.num_samples, args.crop,
               args.out / "images.csv", args.out / "metrics.json", args.out / "samples.png")
 

@@ -6,6 +6,7 @@ Checkpoints are serialised in memory, then written atomically (`files.write_byte
 """
 
 import io
+import json
 import logging
 import pickle
 import time
@@ -18,8 +19,11 @@ import torch
 from sr_core.config import ModelConfig, build, to_dict
 from sr_core.files import write_bytes
 from sr_core.model import SRResNet
+from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel, load_onnx
 
 log = logging.getLogger(__name__)
+
+MODEL_HELP = "a model: the train stage's checkpoint (.pt), or an export of it (.safetensors, .onnx)"
 
 
 def _save(path: str | Path, content: dict) -> None:
@@ -56,27 +60,67 @@ def load_checkpoint(path: str | Path) -> dict:
     return content
 
 
-def load_model(path: str | Path, device: torch.device, scale: int | None = None) -> SRResNet:
-    """The checkpoint's model on `device`, in eval mode (channels_last on CUDA, as in training).
+def read_safetensors(path: str | Path) -> tuple[dict, dict]:
+    """The model config and weights of a safetensors export (see `export`), which holds no code."""
+    from safetensors import SafetensorError, safe_open  # only here: the GPU check runs without it
 
-    With `scale`, a model of another scale is refused (its outputs would be the wrong size).
-    """
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            state_dict = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path}: not a safetensors file, or damaged ({error})") from error
+    if MODEL_CONFIG_KEY not in metadata:
+        raise ValueError(f"{path}: no {MODEL_CONFIG_KEY!r} in its metadata, so not a model python -m sr_core.export "
+                         f"wrote; its tensors alone do not say which network they fit")
+    try:
+        return json.loads(metadata[MODEL_CONFIG_KEY]), state_dict
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: its {MODEL_CONFIG_KEY} metadata is not JSON ({error})") from error
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """The model config and weights of a checkpoint of the train stage."""
     checkpoint = load_checkpoint(path)
     missing = [key for key in ("model_config", "state_dict") if key not in checkpoint]
     if missing:
         raise ValueError(f"{path}: not a model checkpoint (no {' or '.join(missing)}); a model is what the "
                          f"train stage writes to paths.model, not its resume state")
-    model = SRResNet(build(ModelConfig, checkpoint["model_config"], f"{path}: model_config"))
+    return checkpoint["model_config"], checkpoint["state_dict"]
+
+
+def build_model(path: str | Path, config: dict, state_dict: dict) -> SRResNet:
+    """The network of `config` with `state_dict`'s weights, in eval mode; errors name `path`."""
+    model = SRResNet(build(ModelConfig, config, f"{path}: model_config"))
     try:
-        model.load_state_dict(checkpoint["state_dict"])
+        model.load_state_dict(state_dict)
     except (RuntimeError, TypeError, AttributeError) as error:
         first = str(error).splitlines()[1:2] or [str(error)]
         raise ValueError(f"{path}: the weights do not fit its model_config {to_dict(model.config)} "
                          f"({first[0].strip()})") from error
+    return model.eval()
+
+
+def load_model(path: str | Path, device: torch.device, scale: int | None = None) -> SRResNet | OnnxModel:
+    """The model at `path` on `device`, in eval mode: a checkpoint of the train stage (.pt), or one
+    of its exports (.safetensors, .onnx; see `export`), which the ONNX one runs in onnxruntime.
+    The PyTorch model is channels_last on CUDA, as in training.
+
+    With `scale`, a model of another scale is refused (its outputs would be the wrong size).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if path.suffix.lower() == ".onnx":
+        model = load_onnx(path, device)
+    else:
+        read = read_safetensors if path.suffix.lower() == ".safetensors" else read_checkpoint
+        model = build_model(path, *read(path)).to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
     if scale is not None and model.config.scale != scale:
         raise ValueError(f"{path}: a x{model.config.scale} model, but model.scale is {scale}")
-    model = model.to(device).eval()
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+    return model
 
 
 def save_train_state(path: str | Path, state: dict) -> None:

@@ -34,7 +34,8 @@ WORKSPACE = "workspace"  # the name of the working tree as a run
 
 
 def run_params(rev: str) -> Params:
-    """The params of a run: params.yaml at `rev` (a git revision or experiment name), or the workspace's."""
+    """The params of a run: params.yaml at `rev` (a git revision or experiment name), or the workspace's.
+    A key that a run's params.yaml predates takes its default, so runs from older commits compare too."""
     if rev == WORKSPACE:
         return load_params()
     try:
@@ -44,7 +45,7 @@ def run_params(rev: str) -> Params:
             from error
     except DvcException as error:
         raise ValueError(f"params.yaml at {rev}: {error}") from error
-    return build(Params, shown, f"params.yaml at {rev}", complete=True)
+    return build(Params, shown, f"params.yaml at {rev}")
 
 
 def read_bytes(path: str, rev: str, key: str) -> bytes:

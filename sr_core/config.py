@@ -176,6 +176,11 @@ class InferenceConfig(Checked):
 
 
 @dataclass(frozen=True)
+class PredictConfig(Checked):
+    model: str = "models/best.pt"  # paths.model, or one of its exports (paths.onnx, paths.safetensors)
+
+
+@dataclass(frozen=True)
 class PathsConfig(Checked):
     """Every file the pipeline writes; dvc.yaml reads these same keys through templating."""
 
@@ -184,6 +189,8 @@ class PathsConfig(Checked):
     split_metrics: str = "metrics/split.json"
     init_from_hash: str = "models/init_from.json"  # the sha256 of train.init_from's content, which train depends on
     model: str = "models/best.pt"
+    onnx: str = "models/best.onnx"  # the export stage's files (see export.py)
+    safetensors: str = "models/best.safetensors"
     train_state: str = "models/last.pt"  # resume state, written every epoch
     decode_cache: str = ".cache/decoded"  # decoded training images when they do not fit in memory
     train_metrics: str = "metrics/train.json"
@@ -205,6 +212,7 @@ class Params(Checked):
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:

@@ -16,25 +16,24 @@ from tqdm import tqdm
 from sr_core.config import InferenceConfig
 from sr_core.data import Pair, load_pair
 from sr_core.images import ImageError, bicubic_upscale
-from sr_core.inference import model_device, same_size_batches, stack, upscale, upscale_into
+from sr_core.inference import Model, same_size_batches, stack, upscale, upscale_into
 from sr_core.metrics import batch_metrics, min_scored_side
-from sr_core.model import SRResNet
 from sr_core.parallel import num_workers, ordered_map
 
 MEASURES = ("psnr_y", "ssim", "psnr_rgb")
 
 
-def model_metrics(model: SRResNet, lr: torch.Tensor, hr: torch.Tensor, ssim: bool, tile: int = 0,
+def model_metrics(model: Model, lr: torch.Tensor, hr: torch.Tensor, ssim: bool, tile: int = 0,
                   bf16: bool = True) -> dict[str, torch.Tensor]:
     """The measures of the model's output for each (lr, hr) of a batch (NHWC uint8), as (N,)
     tensors on the model's device, where the SR images stay."""
-    device = model_device(model)
+    device = model.device
     sr = torch.empty(hr.shape, dtype=torch.uint8, device=device)
     upscale_into(model, lr, sr, tile, bf16)
     return batch_metrics(sr, hr.to(device), model.config.scale, ssim)
 
 
-def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bicubic: bool = False,
+def score_pairs(pairs: list[Pair], scale: int, model: Model | None = None, bicubic: bool = False,
                 ssim: bool = True, config: InferenceConfig = InferenceConfig()) -> list[dict]:
     """One row per pair: name, HR size, the model's measures and bicubic's (prefixed `bicubic_`).
 
@@ -42,7 +41,7 @@ def score_pairs(pairs: list[Pair], scale: int, model: SRResNet | None = None, bi
     few pairs ahead of the device, so a large set never sits in memory. Pairs that cannot be used
     (see `load_pair`, and HR images too small to score) are all reported in one ImageError at the end.
     """
-    device = model_device(model) if model is not None else torch.device("cpu")
+    device = model.device if model is not None else torch.device("cpu")
     workers, min_side = num_workers(config.workers), min_scored_side(scale)
 
     def decode(pair: Pair) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | ImageError:
@@ -128,7 +127,7 @@ def sample_crops(upscalers: dict[str, Callable[[np.ndarray], np.ndarray]], pairs
     return samples
 
 
-def model_and_bicubic(model: SRResNet, bf16: bool = True) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def model_and_bicubic(model: Model, bf16: bool = True) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """The upscalers of the evaluate figure: bicubic, then the model."""
     scale = model.config.scale
     return {

@@ -21,12 +21,14 @@ from tqdm import tqdm
 from sr_core.config import InferenceConfig
 from sr_core.files import sha256_of, write_json
 from sr_core.images import list_images, read_image, resize_bicubic, warn_dropped, write_png
-from sr_core.model import SRResNet
+from sr_core.model import SRResNet, receptive_radius
+from sr_core.onnx_model import OnnxModel
 from sr_core.parallel import num_workers, ordered_map
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Model = SRResNet | OnnxModel  # what runs on images: the PyTorch model, or its ONNX export in onnxruntime
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -68,12 +70,8 @@ def autocast(device: torch.device, bf16: bool) -> torch.autocast:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and native_bf16(device))
 
 
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
-def upscale_into(model: SRResNet, lr: torch.Tensor, out: torch.Tensor, tile: int = 0, bf16: bool = True) -> None:
+def upscale_into(model: Model, lr: torch.Tensor, out: torch.Tensor, tile: int = 0, bf16: bool = True) -> None:
     """Writes the model's output for `lr` into `out`, rounded to 8 bits.
 
     `lr`: NHWC uint8 on any device; `out`: NHWC uint8, `scale` times larger, on any device. With
@@ -81,10 +79,10 @@ def upscale_into(model: SRResNet, lr: torch.Tensor, out: torch.Tensor, tile: int
     model's receptive radius, so the result equals the whole-image one (up to float rounding) and
     beyond `out` only one tile is in flight, whatever the image's size.
     """
-    device, scale = model_device(model), model.config.scale
+    device, scale = model.device, model.config.scale
     height, width = lr.shape[1:3]
     step_y, step_x = (tile, tile) if tile else (height, width)
-    margin = model.receptive_radius() if tile else 0
+    margin = receptive_radius(model.config) if tile else 0
     for y in range(0, height, step_y):
         for x in range(0, width, step_x):
             y_end, x_end = min(y + step_y, height), min(x + step_x, width)
@@ -99,7 +97,7 @@ def upscale_into(model: SRResNet, lr: torch.Tensor, out: torch.Tensor, tile: int
                 sr[:, scale * (y - top):scale * (y_end - top), scale * (x - left):scale * (x_end - left)]
 
 
-def upscale(model: SRResNet, lr_img: np.ndarray, tile: int = 0, bf16: bool = True) -> np.ndarray:
+def upscale(model: Model, lr_img: np.ndarray, tile: int = 0, bf16: bool = True) -> np.ndarray:
     """HWC uint8 LR -> HWC uint8 SR, `scale` times larger (see `upscale_into`)."""
     scale = model.config.scale
     sr_img = np.empty((scale * lr_img.shape[0], scale * lr_img.shape[1], 3), np.uint8)
@@ -127,7 +125,7 @@ def stack(images: list[np.ndarray] | tuple[np.ndarray, ...]) -> torch.Tensor:
     return torch.from_numpy(images[0])[None] if len(images) == 1 else torch.from_numpy(np.stack(images))
 
 
-def upscale_stream(model: SRResNet, lr_imgs: Iterable[np.ndarray], tile: int = 0, bf16: bool = True
+def upscale_stream(model: Model, lr_imgs: Iterable[np.ndarray], tile: int = 0, bf16: bool = True
                    ) -> Iterator[np.ndarray]:
     """The SR image of each HWC uint8 LR image, in order; same-size images go through the network
     together (see `same_size_batches`)."""
@@ -147,7 +145,7 @@ def prediction_path(out_dir: str | Path, lr_path: Path) -> Path:
 RECORDS = "records.json"  # in a predictions folder: what each prediction was made from
 
 
-def upscale_files(model: SRResNet, lr_paths: list[Path], out_dir: str | Path,
+def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                   config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False) -> list[Path]:
     """Upscales each image file to a PNG of the same name in `out_dir` (see `prediction_path`).
 
@@ -192,7 +190,7 @@ def upscale_files(model: SRResNet, lr_paths: list[Path], out_dir: str | Path,
     return out_paths
 
 
-def predict_folder(model: SRResNet, lr_dir: str | Path, out_dir: str | Path,
+def predict_folder(model: Model, lr_dir: str | Path, out_dir: str | Path,
                    config: InferenceConfig = InferenceConfig(), model_sha256: str = "") -> list[Path]:
     """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`),
     and records in `out_dir/records.json` what each was made from: the test file's name and

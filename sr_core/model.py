@@ -64,6 +64,17 @@ class Upsampler(nn.Sequential):
         super().__init__(*stages)
 
 
+def receptive_radius(config: ModelConfig) -> int:
+    """LR pixels on each side of a position that can change the network's output there: tiles that
+    overlap by this much give the same result as the whole image."""
+    radius = 4 + 2 * config.num_blocks + 1  # head 9x9, two 3x3 per block, body tail 3x3
+    radius += sum(1 / 2**i for i in range(int(math.log2(config.scale))))  # upsampler 3x3 at 1x, 2x, ...
+    radius += 4 / config.scale  # tail 9x9 at the output resolution
+    if config.bicubic_residual:
+        radius = max(radius, 2)  # bicubic reads 2 LR pixels on each side
+    return math.ceil(radius)
+
+
 class SRResNet(nn.Module):
     """Maps an LR batch (N, 3, H, W) in 0..1 to an SR batch (N, 3, scale*H, scale*W), unclamped."""
 
@@ -77,16 +88,9 @@ class SRResNet(nn.Module):
         self.upsampler = Upsampler(config)
         self.tail = nn.Conv2d(c, 3, 9, padding=4)
 
-    def receptive_radius(self) -> int:
-        """LR pixels on each side of a position that can change the output there: tiles that
-        overlap by this much give the same result as the whole image."""
-        c = self.config
-        radius = 4 + 2 * c.num_blocks + 1  # head 9x9, two 3x3 per block, body tail 3x3
-        radius += sum(1 / 2**i for i in range(int(math.log2(c.scale))))  # upsampler 3x3 at 1x, 2x, ...
-        radius += 4 / c.scale  # tail 9x9 at the output resolution
-        if c.bicubic_residual:
-            radius = max(radius, 2)  # bicubic reads 2 LR pixels on each side
-        return math.ceil(radius)
+    @property
+    def device(self) -> torch.device:
+        return self.tail.weight.device
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         features = self.head(lr_img)

@@ -57,7 +57,7 @@ def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: st
         raise ValueError(f"{records_path}: cannot read what the predictions were made from ({error}); "
                          f"run the predict stage (dvc repro)") from error
     if records.get("model_sha256") != model_sha256:
-        raise ValueError(f"{pred_dir}: the predictions were made by another model than the current checkpoint; "
+        raise ValueError(f"{pred_dir}: the predictions were made by another model than predict.model; "
                          f"run the predict stage (dvc repro)")
     made_from = records.get("predictions", {})
     for test_path in test_paths:

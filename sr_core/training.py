@@ -54,6 +54,9 @@ def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
 def load_init_weights(model: SRResNet, path: str) -> None:
     """The weights of the model checkpoint at `path` into `model`, whose config must be the same."""
     init = load_model(path, torch.device("cpu"))
+    if not isinstance(init, SRResNet):
+        raise ValueError(f"train.init_from {path}: an ONNX model's weights are not trainable here; start from "
+                         f"the .pt or .safetensors it was exported with")
     ours, theirs = to_dict(model.config), to_dict(init.config)
     differences = [f"{key} {theirs[key]!r} there, {ours[key]!r} in params.model" for key in ours if ours[key] != theirs[key]]
     if differences:

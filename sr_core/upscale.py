@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sr_core.checkpoint import load_model
+from sr_core.checkpoint import MODEL_HELP, load_model
 from sr_core.cli import argument_parser, run
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images
@@ -56,7 +56,7 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__, "sr-upscale" if Path(sys.argv[0]).name == "sr-upscale" else "python -m sr_core.upscale")
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint written by the train stage")
+    parser.add_argument("model", type=Path, help=MODEL_HELP)
     parser.add_argument("inputs", nargs="+", type=Path, help="image files and folders of images")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
     add_arguments(parser)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     map_large_buffers()
     config = config_from(args, png_compress_level=args.compress_level)
     paths = collect_inputs(args.inputs, args.out)
-    model = load_model(args.checkpoint, pick_device(args.device))
+    model = load_model(args.model, pick_device(args.device))
     written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True)
     logging.info("wrote %d images to %s", len(written), args.out)
 

@@ -1,4 +1,5 @@
-"""Stage predict: every test LR image -> a 4x PNG of the same name."""
+"""Stage predict: every test LR image -> a 4x PNG of the same name, by `predict.model` (the .pt or
+an export of it)."""
 
 from sr_core.checkpoint import load_model
 from sr_core.cli import run
@@ -10,9 +11,10 @@ from sr_core.inference import pick_device, predict_folder
 def predict() -> None:
     params = load_params()
     require_folders(params, "data.test_lr_dir")
-    model = load_model(params.paths.model, pick_device(params.train.device), params.model.scale)
+    model_path = params.predict.model
+    model = load_model(model_path, pick_device(params.train.device), params.model.scale)
     predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference,
-                   model_sha256=sha256_of(params.paths.model))
+                   model_sha256=sha256_of(model_path))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def submit() -> None:
     require_folders(params, "data.test_lr_dir")
     paths = params.paths
     rows = write_submission(params.data.test_lr_dir, paths.predictions, paths.submission, params.model.scale,
-                            params.inference.workers, model_sha256=sha256_of(paths.model))
+                            params.inference.workers, model_sha256=sha256_of(params.predict.model))
     logging.info("%s: %d rows, each decoded and checked", paths.submission, rows)
 
 

@@ -480,7 +480,7 @@ def r2_01_stale_prediction_is_refused(tmp_path, caplog):
                                          r"this file; run the predict stage"):
         write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="model-a")
     (tmp_path / "test" / "t.jpg").unlink()
-    with pytest.raises(ValueError, match="made by another model than the current checkpoint"):
+    with pytest.raises(ValueError, match="made by another model than predict.model"):
         write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="model-b")
     save(tmp_path / "test" / "t.png", rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))  # edited by hand
     with pytest.raises(ValueError, match="test/t.png: changed since its prediction"):

@@ -6,9 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from conftest import REPO
 
-PARTS = ["environment", "throughput", "real_scale", "general", "bf16"]
+PARTS = ["environment", "throughput", "real_scale", "general", "bf16", "onnx_fp16"]
 
 
 def run_check(out, *args: str) -> subprocess.CompletedProcess:
@@ -34,6 +37,9 @@ def test_smoke_run_measures_every_part(tmp_path):
     assert all(row["psnr_y"] > 10 and row["bicubic_psnr_y"] > 10 for row in sets)
     assert parts["bf16"]["rows"][0]["difference_db"] == 0.0  # the CPU runs both in fp32
     assert (tmp_path / "general" / "best.pt").is_file()
+    torch_row, onnx_row = parts["onnx_fp16"]["rows"]  # on the CPU: fp32 torch against onnxruntime's CPU provider
+    assert onnx_row["path"] == "onnxruntime fp16 (CPUExecutionProvider)" and onnx_row["seconds"] > 0
+    assert torch_row["vs torch"] == 1.0 and onnx_row["export_max_abs"] < 5e-3
     for name in PARTS:
         assert f"## {name} (ok" in result.stdout
 
@@ -44,3 +50,12 @@ def test_parts_that_do_not_fit_the_time_box_are_recorded_as_skipped(tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [part["part"] for part in report["parts"]] == PARTS
     assert all(part["status"].startswith("skipped:") for part in report["parts"][1:])
+
+
+def test_onnx_part_is_skipped_with_its_reason_where_the_packages_are_missing(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import gpu_check
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # what an import finds where it is not installed
+    with pytest.raises(gpu_check.Skipped, match="onnxscript is not installed here"):
+        gpu_check.onnx_fp16(torch.device("cpu"), gpu_check.sizes(smoke=True), tmp_path, tmp_path)

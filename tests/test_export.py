@@ -1,0 +1,216 @@
+"""ONNX and safetensors exports: what they hold, that they compute what the PyTorch model does, that
+the project's commands run them alike, and that a file that is not one is refused by name."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from onnx import TensorProto, helper
+from safetensors.torch import load_file, save_file
+
+from conftest import REPO, preset, save
+from sr_core.checkpoint import load_model, save_checkpoint
+from sr_core.config import ModelConfig
+from sr_core.export import OPSET, agreement, export, write_checked
+from sr_core.export import main as export_main
+from sr_core.images import read_image
+from sr_core.model import SRResNet
+from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel
+from sr_core.training import load_init_weights
+from sr_core.upscale import main as upscale_main
+
+DEMO = preset("demo").model
+VARIANTS = {  # the demo network, and without the bicubic residual but with BatchNorm (the reference script's)
+    "demo": DEMO,
+    "no residual, BatchNorm": dataclasses.replace(DEMO, bicubic_residual=False, batch_norm=True, activation="prelu"),
+}
+
+
+def trained_looking(config: ModelConfig) -> SRResNet:
+    """A network of `config` whose BatchNorm layers hold statistics other than their defaults, so
+    that folding them into the convolutions is put to the test."""
+    torch.manual_seed(0)
+    model = SRResNet(config)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def exported(request, tmp_path_factory):
+    """(the PyTorch model, its checkpoint, .onnx, .safetensors), exported by the command."""
+    folder = tmp_path_factory.mktemp("export")
+    model = trained_looking(VARIANTS[request.param])
+    save_checkpoint(folder / "best.pt", model)
+    export(folder / "best.pt", folder / "best.onnx", folder / "best.safetensors")
+    return model, folder / "best.pt", folder / "best.onnx", folder / "best.safetensors"
+
+
+def test_onnx_file_has_the_stated_contract(exported):
+    model, _, onnx_path, _ = exported
+    proto = onnx.load(onnx_path)
+    onnx.checker.check_model(proto)
+    assert [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")] == [OPSET]
+    assert "BatchNormalization" not in {node.op_type for node in proto.graph.node}  # folded into the convolutions
+    (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
+    dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    assert graph_input.name == "input" and graph_output.name == "output"
+    batch, channels, height, width = dims(graph_input)
+    assert channels == 3 and all(isinstance(d, str) for d in (batch, height, width))  # dynamic N, H, W
+    assert dims(graph_output)[:2] == [batch, 3]
+    metadata = {prop.key: prop.value for prop in proto.metadata_props}
+    assert json.loads(metadata[MODEL_CONFIG_KEY]) == dataclasses.asdict(model.config)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 9, 31)])
+def test_onnxruntime_and_safetensors_compute_what_pytorch_does(exported, shape):
+    model, _, onnx_path, safetensors_path = exported
+    lr_img = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(lr_img).numpy()
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["output"], {"input": lr_img.numpy()})
+    assert got.shape == want.shape == (shape[0], 3, 4 * shape[2], 4 * shape[3])
+    assert np.abs(got - want).max() <= 1e-4
+    reloaded = load_model(safetensors_path, torch.device("cpu"))
+    with torch.no_grad():
+        assert np.abs(reloaded(lr_img).numpy() - want).max() <= 1e-4
+
+
+def test_safetensors_file_holds_weights_and_config_only(exported):
+    model, _, _, safetensors_path = exported
+    tensors = load_file(safetensors_path)  # no pickle: the format has no code in it
+    assert tensors.keys() == model.state_dict().keys()
+    assert all(torch.equal(tensors[key], value) for key, value in model.state_dict().items())
+    assert isinstance(load_model(safetensors_path, torch.device("cpu")), SRResNet)
+
+
+def test_upscale_gives_the_same_pngs_with_each_format(exported, tmp_path, rng):
+    _, checkpoint, onnx_path, safetensors_path = exported
+    save(tmp_path / "in" / "a.png", rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))
+    save(tmp_path / "in" / "b.png", rng.integers(0, 256, (50, 45, 4), dtype=np.uint8))  # RGBA, and tiled below
+    save(tmp_path / "in" / "c.png", rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))  # batched with a.png
+    outputs = {}
+    for model_path in (checkpoint, onnx_path, safetensors_path):
+        out = tmp_path / model_path.suffix[1:]
+        upscale_main([str(model_path), str(tmp_path / "in"), "--out", str(out), "--tile", "24"])
+        outputs[model_path.suffix] = {png.name: read_image(png) for png in sorted(out.iterdir())}
+    assert all(images.keys() == {"a.png", "b.png", "c.png"} for images in outputs.values())
+    for suffix in (".onnx", ".safetensors"):
+        for name, image in outputs[suffix].items():
+            want, got = outputs[".pt"][name], image
+            diff = np.abs(got.rgb.astype(int) - want.rgb.astype(int))
+            assert (diff == 0).mean() >= 0.9999 and diff.max() <= 1, (suffix, name)
+            assert np.array_equal(got.alpha, want.alpha) if want.alpha is not None else got.alpha is None
+
+
+def test_the_command_writes_each_file_and_prints_its_agreement(tmp_path, caplog):
+    save_checkpoint(tmp_path / "best.v2.pt", trained_looking(DEMO))
+    caplog.set_level("INFO")
+    export_main([str(tmp_path / "best.v2.pt"), "--out-dir", str(tmp_path / "out"), "--fp16"])
+    written = [tmp_path / "out" / f"best.v2.{suffix}" for suffix in ("onnx", "safetensors", "fp16.onnx")]
+    assert sorted((tmp_path / "out").iterdir()) == sorted(written)
+    for path in written:
+        assert f"{path}: max abs difference " in caplog.text
+    fp16 = load_model(written[2], torch.device("cpu"))
+    assert isinstance(fp16, OnnxModel) and fp16.input_dtype == np.float16
+    check = agreement(trained_looking(DEMO), fp16)
+    assert check.max_abs < 5e-3 and check.uint8_max_diff <= 1
+
+
+def test_an_export_that_disagrees_is_not_written(tmp_path):
+    model, other = trained_looking(DEMO), trained_looking(dataclasses.replace(DEMO, res_scale=0.5))
+    target = tmp_path / "best.safetensors"
+    with pytest.raises(ValueError, match=f"{target}: not written: the export disagrees with the PyTorch model"):
+        write_checked(target, b"anything", model, lambda written: other, 1e-4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def onnx_file(path, input_shape, output_shape, op="Identity", metadata=None, **attributes):
+    """A one-node ONNX model: what a foreign model looks like to the loader."""
+    graph = helper.make_graph([helper.make_node(op, ["input"], ["output"], **attributes)], "foreign",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    if metadata:
+        helper.set_model_props(model, metadata)
+    onnx.save(model, path)
+    return path
+
+
+def bad_onnx_files(folder, good):
+    """(file, what the error must say) for ONNX files this project cannot run."""
+    config = json.dumps(dataclasses.asdict(DEMO))
+    damaged = folder / "damaged.onnx"
+    damaged.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    noise = folder / "noise.onnx"
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    return [
+        (damaged, "not an ONNX model, or damaged"),
+        (noise, "not an ONNX model, or damaged"),
+        (onnx_file(folder / "rank2.onnx", ["N", 3], ["N", 3]), "not a super-resolution model: its input 'input' is"),
+        (onnx_file(folder / "grey.onnx", ["N", 1, "H", "W"], ["N", 1, "H", "W"]),
+         "not a super-resolution model: its input 'input' is ['N', 1, 'H', 'W'], not (N, 3, height, width)"),
+        (onnx_file(folder / "features.onnx", ["N", 3, 224, 224], ["N", 150528], op="Flatten", axis=1),
+         "not a super-resolution model: its output 'output' is ['N', 150528]"),
+        (onnx_file(folder / "foreign_sr.onnx", ["N", 3, "H", "W"], ["N", 3, "H", "W"]),
+         f"an ONNX model without '{MODEL_CONFIG_KEY}' in its metadata"),
+        (onnx_file(folder / "bad_config.onnx", ["N", 3, "H", "W"], ["N", 3, "H", "W"],
+                   metadata={MODEL_CONFIG_KEY: config.replace("num_blocks", "blocks")}), "unknown key(s) blocks"),
+    ]
+
+
+def bad_safetensors_files(folder, good):
+    """(file, what the error must say) for safetensors files that do not hold a model of this project."""
+    tensors, config = load_file(good), {MODEL_CONFIG_KEY: json.dumps(dataclasses.asdict(DEMO))}
+    missing, misshapen = dict(tensors), dict(tensors)
+    del missing["tail.weight"]
+    misshapen["tail.weight"] = torch.zeros(3, 16, 9, 9)
+    save_file(missing, folder / "missing.safetensors", metadata=config)
+    save_file(misshapen, folder / "misshapen.safetensors", metadata=config)
+    save_file(tensors, folder / "no_config.safetensors")
+    (folder / "noise.safetensors").write_bytes(np.random.default_rng(0).bytes(5000))
+    return [
+        (folder / "missing.safetensors", 'the weights do not fit its model_config'),
+        (folder / "misshapen.safetensors", "size mismatch for tail.weight"),
+        (folder / "no_config.safetensors", f"no '{MODEL_CONFIG_KEY}' in its metadata"),
+        (folder / "noise.safetensors", "not a safetensors file, or damaged"),
+    ]
+
+
+def test_files_that_are_not_exports_are_refused_by_name(tmp_path):
+    model = trained_looking(DEMO)
+    save_checkpoint(tmp_path / "best.pt", model)
+    export(tmp_path / "best.pt", tmp_path / "best.onnx", tmp_path / "best.safetensors")
+    cases = bad_onnx_files(tmp_path, tmp_path / "best.onnx") + bad_safetensors_files(tmp_path, tmp_path / "best.safetensors")
+    for path, message in cases:
+        with pytest.raises(ValueError) as error:
+            load_model(path, torch.device("cpu"))
+        assert str(error.value).startswith(f"{path}: ") and message in str(error.value), (path, str(error.value))
+    # through the command: one line naming the file
+    save(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    damaged = tmp_path / "damaged.onnx"
+    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(damaged), str(tmp_path / "in"), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert result.stderr.startswith(f"error: {damaged}: not an ONNX model, or damaged")
+    assert len(result.stderr.strip().splitlines()) == 2  # the error, and how to see the traceback
+
+
+def test_an_onnx_export_is_no_starting_point_for_training(exported):
+    model, _, onnx_path, safetensors_path = exported
+    with pytest.raises(ValueError, match=f"train.init_from {onnx_path}: an ONNX model's weights are not trainable"):
+        load_init_weights(SRResNet(model.config), str(onnx_path))
+    fresh = SRResNet(model.config)
+    load_init_weights(fresh, str(safetensors_path))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
