@@ -9,6 +9,9 @@ time-boxed, every result kept even if the run is cut short.
 added to OUT/gpu_check.json (rewritten whole after each part) and printed as a table when it ends:
 
   environment   GPU, memory, torch / CUDA / cuDNN versions
+  train_stage   the train stage's own command (`python stages/train.py`, as `dvc repro` runs it) with
+                train.processes=1 on small synthetic pairs: one process on the GPU, no torchrun. One
+                GPU cannot host two NCCL ranks, so several processes are tested on CPUs (gloo) only
   throughput    training at full size (HR 1920x1080): the reference script's loop against the engine on
                 whole images and on 96 px patches, bf16 and compile on and off; HR MPix/s and MFU
   real_scale    validation of 675 and predict+submit of 500 1080p images, measured on a fraction
@@ -30,7 +33,9 @@ import os
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the tables stay readable
 
 import dataclasses
+import json
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 import torch
+import yaml
 from PIL import Image
 
 from real_scale import synthesize  # this folder is on the path when a script here runs
@@ -48,15 +54,15 @@ from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs
 from sr_core.benchmark import load_sets
 from sr_core.checkpoint import load_model
 from sr_core.cli import argument_parser
-from sr_core.config import InferenceConfig, ModelConfig, Params, TrainConfig
-from sr_core.data import check_pairs, split_names
+from sr_core.config import InferenceConfig, ModelConfig, Params, TrainConfig, read_params
+from sr_core.data import check_pairs, split_names, write_split
 from sr_core.evaluation import score_pairs, summarize
 from sr_core.files import write_json
 from sr_core.images import bicubic_downscale, write_png
 from sr_core.inference import upscale_files
 from sr_core.metrics import min_scored_side
 from sr_core.model import SRResNet
-from sr_core.preset import read_preset
+from sr_core.preset import read_preset, set_values
 from sr_core.submission import write_submission
 from sr_core.training import train, validate
 from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, make_pairs, reference_loop, time_steps
@@ -67,7 +73,8 @@ PUBLISHED_SRRESNET = {"Set5": (32.05, 0.9019), "Set14": (28.49, 0.8184), "BSD100
 FULL = {"val": 675, "test": 500}  # the reference task's val split and test set
 # The setting recommended for a GPU, read from its preset (presets/gpu.yaml) so there is one: its
 # network, and the training keys that do not depend on the data set (the time budget is this script's).
-GPU_PRESET = read_preset(Path(__file__).resolve().parent.parent / "presets" / "gpu.yaml")
+REPO = Path(__file__).resolve().parent.parent
+GPU_PRESET = read_preset(REPO / "presets" / "gpu.yaml")
 GPU_MODEL = ModelConfig(**{key.removeprefix("model."): value for key, value in GPU_PRESET.items()
                            if key.startswith("model.")})
 GPU_TRAIN = {"lr": GPU_PRESET["lr"]} | {key: GPU_PRESET[f"train.{key}"] for key in
@@ -81,12 +88,13 @@ def sizes(smoke: bool) -> dict:
                     model=ModelConfig(num_blocks=1, num_features=8),
                     general_model=dataclasses.replace(GPU_MODEL, num_blocks=1, num_features=8),
                     batch_size=4, patches_per_image=2,
-                    val_every=2, minutes={"throughput": 0.5, "real_scale": 0.3, "general": 0.1, "bf16": 0.3,
-                                          "onnx_fp16": 0.3})
+                    val_every=2, minutes={"train_stage": 0.3, "throughput": 0.5, "real_scale": 0.3, "general": 0.1,
+                                          "bf16": 0.3, "onnx_fp16": 0.3})
     return dict(width=1920, height=1080, pairs=16, steps=10, patch_batch=128, val_images=32, test_images=32,
                 model=ModelConfig(), general_model=GPU_MODEL, batch_size=GPU_TRAIN["batch_size"],
                 patches_per_image=GPU_TRAIN["patches_per_image"], val_every=5,
-                minutes={"throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5, "onnx_fp16": 0.5})
+                minutes={"train_stage": 0.5, "throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5,
+                         "onnx_fp16": 0.5})
 
 
 def make_smoke_data(folder: Path) -> Path:
@@ -115,6 +123,33 @@ def environment(device: torch.device) -> list[dict]:
         "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
         "python": platform.python_version(), "cpu_cores": len(os.sched_getaffinity(0)),
     }]
+
+
+def train_stage(device: torch.device, size: dict, work: Path) -> list[dict]:
+    """`python stages/train.py` in a folder laid out as the repo (params.yaml, a split, pairs) with
+    train.processes=1: the single-process path, which must start no torchrun."""
+    folder = work / "train_stage"
+    pairs = make_pairs(folder / "pairs", 6, 128, 96, SCALE)
+    write_split(folder / "data" / "split.json", [p.name for p in pairs[:4]], [p.name for p in pairs[4:]])
+    model, values = size["model"], read_params(REPO / "params.yaml")
+    set_values(values, {"data.train_lr_dir": "pairs/lr", "data.train_hr_dir": "pairs/hr",
+                  "model.num_blocks": model.num_blocks, "model.num_features": model.num_features,
+                  "train.epochs": 2, "train.batch_size": 4, "train.patch_size": 32, "train.patches_per_image": 4,
+                  "train.device": device.type, "train.processes": 1}, "gpu_check")
+    (folder / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    command = [sys.executable, str(REPO / "stages" / "train.py")]
+    began = time.monotonic()
+    ran = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300,
+                         env=os.environ | {"PYTHONPATH": str(REPO)})
+    seconds = time.monotonic() - began
+    if ran.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed: {ran.stderr[-2000:]}")
+    summary = json.loads((folder / "metrics" / "train.json").read_text())
+    if summary["device"] != f"1 x {device.type}" or "training processes" in ran.stderr:
+        raise RuntimeError(f"expected one process on {device.type}, got {summary['device']}: {ran.stderr[-2000:]}")
+    return [{"command": "python stages/train.py", "train.processes": 1, "torchrun": False,
+             "device": summary["device"], "epochs": summary["epochs"],
+             "steps_per_second": round(summary["steps_per_second"], 2), "seconds_in_all": round(seconds, 1)}]
 
 
 def throughput(device: torch.device, size: dict, work: Path, deadline: float) -> list[dict]:
@@ -309,6 +344,7 @@ def main() -> None:
             print_table(f"{name} ({entry['status']}, {entry.get('seconds', 0)} s)", entry.get("rows", []))
 
         part("environment", lambda deadline: environment(device))
+        part("train_stage", lambda deadline: train_stage(device, size, work), budget["train_stage"])
         part("throughput", lambda deadline: throughput(device, size, work, deadline), budget["throughput"])
         part("real_scale", lambda deadline: real_scale(device, size, work), budget["real_scale"])
         # what is left after scoring and the last part, at most the general budget

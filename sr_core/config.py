@@ -149,6 +149,7 @@ class TrainConfig(Checked):
     init_from: str = optional_path()  # a model checkpoint whose weights training starts from ("": from scratch)
     seed: int = bounded(0, 0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    processes: int = bounded(1, 1)  # training processes on this machine, one per GPU: above 1 the stage runs under torchrun
 
     def __post_init__(self) -> None:
         super().__post_init__()

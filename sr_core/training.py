@@ -5,7 +5,7 @@ after the last) score the val split on the device with the EMA weights when EMA 
 history row -> keep the checkpoint with the best val RGB PSNR (the reference script's rule) -> write the resume
 state. With `train.time_limit_minutes`, the last epoch is the first to end past the budget, and the
 learning-rate schedule runs over the budget instead of the nominal epochs (see `schedule_step`).
-One device, or several under torchrun (DDP):
+One device, or several processes under torchrun (DDP, see distributed.py):
 `train.batch_size` is the global batch, split evenly over the processes, and every process cuts
 its own random patches from the whole train split, so an epoch is the same number of steps and
 samples whatever the number of processes.
@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -30,24 +29,27 @@ from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs, fits_in_me
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
 from sr_core.config import InferenceConfig, Params, TrainConfig, to_dict
 from sr_core.data import Pair
+from sr_core.distributed import agreed, from_every_rank, from_rank0, start_processes
 from sr_core.evaluation import model_metrics
 from sr_core.files import sha256_of, write_csv
-from sr_core.inference import autocast, native_bf16, pick_device
+from sr_core.inference import autocast, native_bf16
 from sr_core.model import SRResNet
 
 log = logging.getLogger(__name__)
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
-RUNTIME_KEYS = ("device", "compile", "decode_cache")  # change how, not what, is trained
+RUNTIME_KEYS = ("device", "compile", "decode_cache", "processes")  # change how, not what, is trained
 
 
-def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], init_sha256: str | None) -> str:
-    """A hash of every param that shapes training, of the split's names and of the starting weights'
-    content (not their file's name); a resume state with another one belongs to another run and is
-    not resumed."""
+def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], init_sha256: str | None,
+                world_size: int) -> str:
+    """A hash of every param that shapes training, of the split's names, of the starting weights'
+    content (not their file's name) and of the number of processes, each of which draws its own
+    patches; a resume state with another one belongs to another run and is not resumed."""
     train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS + ("init_from",)}
     shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train, "data": to_dict(params.data),
-               "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256}
+               "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256,
+               "world_size": world_size}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -85,29 +87,6 @@ def schedule_step(step: int, seconds: float, budget: float, total_steps: int, wa
     if not budget or step < warmup_steps:
         return step
     return max(step, int(total_steps * seconds / budget))
-
-
-def agreed(value: float, world_size: int, device: torch.device) -> float:
-    """Rank 0's `value` on every rank: times that steer the schedule and the stop must not differ."""
-    if world_size == 1:
-        return value
-    shared = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.broadcast(shared, 0)
-    return shared.item()
-
-
-def start_processes(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); under torchrun, joins the process group (NCCL on GPUs, else gloo)."""
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size == 1:
-        return 0, 1, pick_device(device_name)
-    local_rank = int(os.environ["LOCAL_RANK"])
-    cuda = torch.cuda.is_available() and device_name != "cpu"
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), world_size, device
 
 
 def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_path: str | Path,
@@ -149,8 +128,12 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     loss_fn = LOSSES[cfg.loss]
 
     history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
-    run_id = fingerprint(params, train_pairs, val_pairs, init_sha256)
-    state = load_train_state(state_path, run_id, cfg.epochs)
+    run_id = fingerprint(params, train_pairs, val_pairs, init_sha256, world_size)
+    fingerprints = from_every_rank(run_id, world_size)
+    if len(set(fingerprints)) > 1:  # another machine with other params, data or starting weights
+        raise ValueError(f"the training processes would train different runs (fingerprints by rank: "
+                         f"{', '.join(fingerprints)}): every machine needs the same params.yaml, split and data")
+    state = from_rank0(load_train_state(state_path, run_id, cfg.epochs) if is_main else None, world_size)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -204,7 +187,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         # decided before validation, so that the last epoch is validated
         out_of_time = budget > 0 and elapsed + agreed(time.perf_counter() - epoch_start, world_size, device) >= budget
         last = epoch == cfg.epochs or out_of_time
-        batcher_states = gather_states(batcher.state(), world_size)  # a collective: every rank joins
+        batcher_states = from_every_rank(batcher.state(), world_size)  # a collective: every rank joins
         if is_main:
             eval_model = ema.module if ema is not None else model
             validated = epoch % cfg.val_every == 0 or last
@@ -271,15 +254,6 @@ def validate(model: SRResNet, val_batches: ImageBatches, inference: InferenceCon
     per_batch = [model_metrics(model, lr, hr, False, inference.tile, inference.bf16) for lr, hr in val_batches]
     means = {key: torch.cat([measured[key] for measured in per_batch]).mean() for key in per_batch[0]}
     return dict(zip(means, torch.stack(list(means.values())).tolist()))
-
-
-def gather_states(state: dict, world_size: int) -> list[dict]:
-    """Every rank's batcher RNG state, so a resumed run continues each rank's patch stream."""
-    if world_size == 1:
-        return [state]
-    states = [None] * world_size
-    dist.all_gather_object(states, state)
-    return states
 
 
 def copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -1,17 +1,20 @@
 """Stage train: SRResNet on the train split, best checkpoint by val PSNR; resumes after a kill.
 
-On several GPUs: `torchrun --nproc_per_node=N stages/train.py` (see docs/scale-and-gpus.md).
+With `train.processes` N above 1 this command restarts itself as torchrun with N workers (DDP);
+on several machines see docs/scale-and-gpus.md.
 """
 
 from sr_core.cli import run
 from sr_core.config import load_params
 from sr_core.data import read_split
+from sr_core.distributed import launch
 from sr_core.files import write_json
 from sr_core.training import train as train_model
 
 
 def train() -> None:
     params = load_params()
+    launch(params.train.processes, __file__)
     paths = params.paths
     data = params.data
     train_pairs, val_pairs = read_split(paths.split, data.train_lr_dir, data.train_hr_dir, data.extra_train_dirs)

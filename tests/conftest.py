@@ -1,3 +1,5 @@
+import csv
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +63,16 @@ def write_params(folder: Path, updates: dict) -> Path:
 def preset(name: str) -> Params:
     """The params that presets/NAME.yaml gives, applied to the repo's params.yaml."""
     return preset_params(read_preset(REPO / "presets" / f"{name}.yaml"), REPO / "params.yaml")
+
+
+def free_port() -> int:
+    """A TCP port free on this host now: a rendezvous for torchrun's machines in a test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def read_history(root: Path) -> list[dict]:
+    """The rows of root/metrics/history.csv, the train stage's per-epoch history."""
+    with open(root / "metrics" / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))

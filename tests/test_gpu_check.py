@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO
 
-PARTS = ["environment", "throughput", "real_scale", "general", "bf16", "onnx_fp16"]
+PARTS = ["environment", "train_stage", "throughput", "real_scale", "general", "bf16", "onnx_fp16"]
 
 
 def run_check(out, *args: str) -> subprocess.CompletedProcess:
@@ -26,6 +26,8 @@ def test_smoke_run_measures_every_part(tmp_path):
     parts = {part["part"]: part for part in report["parts"]}
     assert list(parts) == PARTS
     assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(PARTS, "ok")
+    [stage] = parts["train_stage"]["rows"]
+    assert stage["device"] == "1 x cpu" and stage["epochs"] == 2 and stage["torchrun"] is False
     throughput = parts["throughput"]["rows"]
     assert [row["setting"] for row in throughput][:3] == ["reference script loop: fp32, PIL per item, whole images",
                                                          "engine: whole images, bf16", "engine: whole images, fp32"]

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,11 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
+import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, deep_update, save
+from conftest import REPO, deep_update, free_port, read_history, save
+from sr_core.checkpoint import load_model
 from sr_core.config import TrainConfig
 from sr_core.submission import check_submission
 
@@ -38,6 +42,15 @@ def tiny_params(checkout_params: str) -> str:
     return yaml.safe_dump(deep_update(yaml.safe_load(checkout_params), TINY), sort_keys=False)
 
 
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages' `python`
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+
 def fresh_copy(root: Path, params_text: Callable[[str], str] = lambda text: text) -> Callable[..., str]:
     """The repo's tracked and unignored files in `root`, a fresh git repo, with params.yaml
     rewritten by `params_text` and committed, as a clone would be; returns a runner of commands there."""
@@ -48,16 +61,9 @@ def fresh_copy(root: Path, params_text: Callable[[str], str] = lambda text: text
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
     (root / "params.yaml").write_text(params_text((root / "params.yaml").read_text()))
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages' `python`
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    }
 
     def run(*args: str) -> str:
-        result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True)
+        result = subprocess.run(args, cwd=root, env=ENV, capture_output=True, text=True)
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
@@ -279,3 +285,95 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
     assert len(list((teammate / "upscaled").iterdir())) == 2
     mate("dvc", "exp", "pull", "origin", best)
     assert best in mate("dvc", "exp", "show", "--csv", "--no-pager")
+
+
+EPOCHS = 6  # enough epochs that a kill lands after one and before the last
+
+
+def same_run(rows: list[dict], expected: list[dict]) -> bool:
+    """The same epochs with the same losses, val PSNR and learning rates (times differ)."""
+    columns = ("epoch", "train_loss", "val_psnr_rgb", "lr")
+    return [[row[c] for c in columns] for row in rows] == [[row[c] for c in columns] for row in expected]
+
+
+def run_in(root: Path, *args: str, **variables: str) -> str:
+    """`args` run in `root` with `variables` added to the environment; stdout and stderr together."""
+    result = subprocess.run(args, cwd=root, env=ENV | variables, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def processes_in(root: Path) -> list[psutil.Process]:
+    """The live processes whose working directory is `root` (the stage's, torchrun's, its workers')."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and Path(process.cwd()) == root:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_two_processes_as_an_experiment_resumed_after_a_kill_and_on_two_machines(tmp_path):
+    """`dvc exp run -S train.processes=2` on the CPU (gloo) is an experiment like any other and the
+    same run as torchrun started by hand; a SIGKILL to the whole group leaves no worker behind and
+    `dvc repro` resumes it; and two checkouts joined by torchrun's PET_* variables, one process each
+    (two machines, here on one host), train the same run again."""
+    root = tmp_path / "repo"
+    run = fresh_copy(root, tiny_params)
+    output = run("dvc", "exp", "run", "-n", "two", "-S", "train.processes=2", "-S", f"train.epochs={EPOCHS}",
+                 "-S", "train.patches_per_image=8")
+    assert "Running stage 'train'" in output and "Running stage 'submit'" in output
+    shown = csv.DictReader(run("dvc", "exp", "show", "--csv", "--no-pager").splitlines())
+    [two] = [row for row in shown if row["Experiment"] == "two"]
+    assert two["train.processes"] == "2" and float(two["val.model.psnr_y"]) > 0
+    assert json.loads((root / "metrics/train.json").read_text())["device"] == "2 x cpu"
+    model = load_model(root / "models/best.pt", torch.device("cpu"))
+    assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
+    experiment = read_history(root)
+    assert len(experiment) == EPOCHS
+
+    by_hand = run_in(root, sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "stages/train.py")
+    assert "from a finished run" in by_hand and "on 2 x cpu" in by_hand
+    assert same_run(read_history(root), experiment)
+
+    (root / "metrics/history.csv").unlink()  # polled below: only the new run's rows count
+    with open(tmp_path / "killed.log", "w") as log:
+        stage = subprocess.Popen(["dvc", "repro", "-f", "-s", "train"], cwd=root, env=ENV, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 240
+        while time.time() < deadline and stage.poll() is None:
+            if (root / "metrics/history.csv").exists() and len(read_history(root)) >= 1:
+                break
+            time.sleep(0.02)
+        assert stage.poll() is None, "training ended before it could be killed"
+        os.killpg(stage.pid, signal.SIGKILL)  # as a killed terminal or job scheduler does
+        stage.wait()
+    assert "starting 2 training processes" in (tmp_path / "killed.log").read_text()
+    deadline = time.time() + 3  # torchrun's workers, in sessions of their own, die with it
+    while processes_in(root) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not processes_in(root), "workers outlived the killed stage"
+    killed_at = torch.load(root / "models/last.pt", weights_only=True)["epoch"]
+    assert 1 <= killed_at < EPOCHS
+    resumed = run_in(root, "dvc", "repro", "train")
+    assert f"resuming after epoch {killed_at} of {EPOCHS}" in resumed
+    assert same_run(read_history(root), experiment)
+
+    # two machines: the same checkout, params and data on each; machine 0 runs DVC, machine 1 the stage
+    other = tmp_path / "other-machine"
+    shutil.copytree(root, other, symlinks=True)
+    (other / "models/last.pt").unlink()  # only rank 0 reads the resume state
+    for checkout in (root, other):
+        params = yaml.safe_load((checkout / "params.yaml").read_text())
+        params["train"]["processes"] = 1  # per machine
+        (checkout / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rendezvous = {"PET_NNODES": "2", "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(free_port()),
+                  "OMP_NUM_THREADS": "1"}  # one thread each, as torchrun sets it for two processes on one machine
+    machine_1 = subprocess.Popen([sys.executable, "stages/train.py"], cwd=other, env=ENV | rendezvous | {
+        "PET_NODE_RANK": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    machine_0 = run_in(root, "dvc", "repro", "train", **rendezvous, PET_NODE_RANK="0")
+    assert machine_1.wait(timeout=120) == 0, machine_1.stderr.read()
+    assert "on 2 x cpu" in machine_0
+    assert same_run(read_history(root), experiment)

@@ -16,11 +16,11 @@ from sr_core.preset import exp_run_command, flatten, main, parse_assignment, rea
 
 PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yaml"))
 # What makes a setting: every key that shapes the trained model, except where the data lies and
-# how this machine runs it (train.device, train.decode_cache) and the starting weights.
+# how this machine runs it (train.device, train.decode_cache, train.processes) and the starting weights.
 SETTING = {"lr", "split.val_split", "split.seed", "data.extra_train_dirs"} | {
     f"model.{f.name}" for f in dataclasses.fields(ModelConfig)} | {
     f"train.{key}" for key in to_dict(load_params(REPO / "params.yaml").train)
-    if key not in ("device", "decode_cache", "init_from")}
+    if key not in ("device", "decode_cache", "processes", "init_from")}
 
 
 def applied(tmp_path: Path, name: str, *assignments: str) -> Path:

@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, preset, write_params
+from conftest import REPO, free_port, preset, read_history, write_params
 from sr_core.checkpoint import load_model
 from sr_core.config import DemoConfig, Params, TrainConfig
 from sr_core.data import check_pairs, load_pair, write_split
 from sr_core.demo import make_demo_data
+from sr_core.distributed import LAUNCHER_PID, launch
 from sr_core.metrics import psnr_y
 from sr_core.model import ModelConfig
 from sr_core.training import copy_state, fingerprint, lr_factor, schedule_step, train
-
 
 
 def test_lr_schedules():
@@ -49,17 +49,20 @@ def test_a_time_budget_stretches_the_schedule_over_it():
 
 def test_fingerprint_ignores_how_but_not_what(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    base = fingerprint(Params(), pairs[:4], pairs[4:], None)
-    assert base == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)), pairs[:4], pairs[4:], None)
-    assert base != fingerprint(Params(lr=2e-4), pairs[:4], pairs[4:], None)
-    assert base != fingerprint(Params(train=TrainConfig(epochs=5)), pairs[:4], pairs[4:], None)
-    assert base != fingerprint(Params(model=ModelConfig(batch_norm=False)), pairs[:4], pairs[4:], None)
-    assert base != fingerprint(Params(), pairs[:3], pairs[3:], None)
+    base = fingerprint(Params(), pairs[:4], pairs[4:], None, 1)
+    assert base == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)), pairs[:4], pairs[4:], None, 1)
+    # processes per machine is how; the world size is what: each process draws its own patches
+    assert base == fingerprint(Params(train=TrainConfig(processes=2)), pairs[:4], pairs[4:], None, 1)
+    assert base != fingerprint(Params(train=TrainConfig(processes=2)), pairs[:4], pairs[4:], None, 2)
+    assert base != fingerprint(Params(lr=2e-4), pairs[:4], pairs[4:], None, 1)
+    assert base != fingerprint(Params(train=TrainConfig(epochs=5)), pairs[:4], pairs[4:], None, 1)
+    assert base != fingerprint(Params(model=ModelConfig(batch_norm=False)), pairs[:4], pairs[4:], None, 1)
+    assert base != fingerprint(Params(), pairs[:3], pairs[3:], None, 1)
     # the starting weights count by content, not by the file's name
-    started = fingerprint(Params(train=TrainConfig(init_from="a.pt")), pairs[:4], pairs[4:], "0" * 64)
+    started = fingerprint(Params(train=TrainConfig(init_from="a.pt")), pairs[:4], pairs[4:], "0" * 64, 1)
     assert started != base
-    assert started == fingerprint(Params(train=TrainConfig(init_from="b.pt")), pairs[:4], pairs[4:], "0" * 64)
-    assert started != fingerprint(Params(train=TrainConfig(init_from="a.pt")), pairs[:4], pairs[4:], "1" * 64)
+    assert started == fingerprint(Params(train=TrainConfig(init_from="b.pt")), pairs[:4], pairs[4:], "0" * 64, 1)
+    assert started != fingerprint(Params(train=TrainConfig(init_from="a.pt")), pairs[:4], pairs[4:], "1" * 64, 1)
 
 
 def tiny_params(**train) -> Params:
@@ -183,11 +186,6 @@ def workspace(paired_folder):
     return paired_folder
 
 
-def history(root: Path) -> list[dict]:
-    with open(root / "metrics" / "history.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def train_command(*prefix: str) -> list[str]:
     return [sys.executable, *prefix, str(REPO / "stages" / "train.py")]
 
@@ -200,7 +198,7 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
-        if (workspace / "metrics" / "history.csv").exists() and len(history(workspace)) >= 2:
+        if (workspace / "metrics" / "history.csv").exists() and len(read_history(workspace)) >= 2:
             break
         time.sleep(0.02)
     assert process.poll() is None, "training ended before it could be killed"
@@ -213,11 +211,11 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     resumed = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming after epoch {killed_at} of 8" in resumed.stderr
-    rows = history(workspace)
+    rows = read_history(workspace)
     assert [int(row["epoch"]) for row in rows] == list(range(1, 9))
     # RNG, optimizer, schedule and EMA states resume exactly: the same run as without the kill
     for column in ("train_loss", "val_psnr_rgb", "lr"):
-        assert [row[column] for row in rows] == [row[column] for row in history(uninterrupted)]
+        assert [row[column] for row in rows] == [row[column] for row in read_history(uninterrupted)]
     assert torch.load(workspace / "models" / "last.pt", weights_only=True)["epoch"] == 8
     best = torch.load(workspace / "models" / "best.pt", weights_only=True)
     assert best["epoch"] == int(max(rows, key=lambda row: float(row["val_psnr_rgb"]))["epoch"])
@@ -233,15 +231,50 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     assert "starting afresh" in fresh.stderr and "resuming" not in fresh.stderr
 
 
-def test_two_processes_with_ddp_on_cpu(workspace):
-    result = subprocess.run(train_command("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"),
+def test_one_process_on_one_machine_starts_no_torchrun(monkeypatch):
+    monkeypatch.setattr(os, "execv", lambda *args: pytest.fail(f"started {args}"))
+    for variable in ("LOCAL_RANK", "PET_NNODES"):
+        monkeypatch.delenv(variable, raising=False)
+    launch(1, "stages/train.py")
+    monkeypatch.setenv("PET_NNODES", "1:1")
+    launch(1, "stages/train.py")
+
+
+@pytest.mark.parametrize(("processes", "nnodes"), [(2, "1"), (1, "2"), (4, "2:4")])
+def test_several_processes_or_machines_exec_torchrun_in_this_process(monkeypatch, processes, nnodes):
+    started = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: started.append(argv))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("PET_NNODES", nnodes)  # torchrun reads it, and its other options, itself
+    monkeypatch.delenv(LAUNCHER_PID, raising=False)
+    launch(processes, "stages/train.py")
+    assert started == [[sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+                        "stages/train.py"]]
+    assert os.environ[LAUNCHER_PID] == str(os.getpid())  # the workers' parent once exec'd
+
+
+def test_torchrun_started_by_hand_must_match_train_processes(workspace):
+    result = subprocess.run(train_command("-m", "torch.distributed.run", "--nproc-per-node=2"),
                             cwd=workspace, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "training 1" in result.stderr and "on 2 x cpu" in result.stderr
-    assert [int(row["epoch"]) for row in history(workspace)] == list(range(1, 9))
-    model = load_model(workspace / "models" / "best.pt", torch.device("cpu"))
-    assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
-    assert (workspace / "metrics" / "train.json").exists()
+    assert result.returncode != 0
+    assert "train.processes is 1 but torchrun started 2 processes on this machine" in result.stderr
+    assert not (workspace / "metrics" / "history.csv").exists()
+
+
+def test_machines_with_other_params_are_refused_before_training(workspace, tmp_path_factory):
+    other = tmp_path_factory.mktemp("other-machine")
+    subprocess.run(["cp", "-r", f"{workspace}/.", str(other)], check=True)
+    params = yaml.safe_load((other / "params.yaml").read_text())
+    params["lr"] = 5e-4  # forgotten on one machine
+    (other / "params.yaml").write_text(yaml.safe_dump(params))
+    rendezvous = {"PET_NNODES": "2", "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(free_port())}
+    machines = [subprocess.Popen(train_command(), cwd=folder, env=os.environ | rendezvous | {"PET_NODE_RANK": rank},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for rank, folder in (("0", workspace), ("1", other))]
+    for machine in machines:
+        assert machine.wait(timeout=240) != 0
+        assert "the training processes would train different runs" in machine.stderr.read()
+    assert not (workspace / "metrics" / "history.csv").exists()
 
 
 def test_validation_every_n_epochs_keeps_the_best_of_the_validated(paired_folder):

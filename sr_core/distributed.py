@@ -1,0 +1,117 @@
+"""Training in several processes (DDP): starting them from the train stage, joining them, and
+the few values they must share.
+
+With `train.processes` above 1, or torchrun's `PET_NNODES` naming more than one machine, the train
+stage's plain command (`python stages/train.py`) replaces itself with torchrun in the same process
+(`exec`), so the process DVC started, killed or waited for is torchrun's, and with 1 on one machine
+nothing is started at all. torchrun reads its other options from `PET_*` variables (`PET_NNODES`,
+`PET_NODE_RANK`, `PET_MASTER_ADDR`, `PET_MASTER_PORT`, or `PET_RDZV_BACKEND`/`PET_RDZV_ENDPOINT`/`PET_RDZV_ID`),
+which is how a run spans machines (docs/scale-and-gpus.md).
+
+torchrun starts its workers in their own sessions, so a SIGKILL to the stage's process group (what
+a killed `dvc repro` gets) would leave them training with nobody to write their results: every
+worker asks the kernel to kill it when its parent dies.
+"""
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+import torch
+import torch.distributed as dist
+
+from sr_core.inference import pick_device
+
+log = logging.getLogger(__name__)
+
+LAUNCHER_PID = "SR_TRAIN_LAUNCHER_PID"  # set by `launch`: the torchrun process the workers belong to
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ
+
+
+def several_machines() -> bool:
+    """Whether torchrun's `PET_NNODES` asks for more than one machine (a count or a `min:max` range)."""
+    return os.environ.get("PET_NNODES", "1") not in ("1", "1:1")
+
+
+def launch(processes: int, script: str) -> None:
+    """Returns when this process is the one to train: a single process, or a worker of torchrun with
+    `processes` workers on this machine. Otherwise replaces this process with torchrun running
+    `script` in `processes` workers, and does not return."""
+    if under_torchrun():
+        started = int(os.environ["LOCAL_WORLD_SIZE"])
+        if started != processes:
+            raise ValueError(f"train.processes is {processes} but torchrun started {started} processes on this "
+                             f"machine: set train.processes to {started} (e.g. dvc exp run -S train.processes="
+                             f"{started}), and the train stage starts torchrun itself")
+        die_with_launcher()
+        return
+    if processes == 1 and not several_machines():
+        return
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", script]
+    log.info("starting %d training processes on this machine: %s", processes, " ".join(command[1:]))
+    os.environ[LAUNCHER_PID] = str(os.getpid())  # exec keeps the pid: torchrun's, the workers' parent
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+
+
+def die_with_launcher() -> None:
+    """Has the kernel SIGKILL this worker when torchrun dies, and exits if it is gone already."""
+    if sys.platform != "linux":
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    launcher = os.environ.get(LAUNCHER_PID)
+    if launcher and os.getppid() != int(launcher):  # torchrun died before the prctl above
+        sys.exit(f"error: the torchrun process {launcher} that started this worker is gone")
+
+
+def start_processes(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun, joins the process group (NCCL on GPUs, else gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, pick_device(device_name)
+    local_rank, local_size = int(os.environ["LOCAL_RANK"]), int(os.environ["LOCAL_WORLD_SIZE"])
+    cuda = torch.cuda.is_available() and device_name != "cpu"
+    if cuda and local_size > torch.cuda.device_count():
+        raise ValueError(f"{local_size} training processes on this machine but it has {torch.cuda.device_count()} "
+                         f"GPU(s): NCCL runs one process per GPU; set train.processes to at most that")
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), world_size, device
+
+
+def agreed(value: float, world_size: int, device: torch.device) -> float:
+    """Rank 0's `value` on every rank: times that steer the schedule and the stop must not differ."""
+    if world_size == 1:
+        return value
+    shared = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(shared, 0)
+    return shared.item()
+
+
+def from_rank0(value: object, world_size: int) -> object:
+    """Rank 0's `value` (any picklable object) on every rank: the resume state, which only rank 0
+    reads, since another machine's workers have no copy of its file."""
+    if world_size == 1:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, 0)
+    return shared[0]
+
+
+def from_every_rank(value: object, world_size: int) -> list:
+    """Every rank's `value` on every rank, in rank order: the fingerprints, which must agree, and
+    the batcher RNG states, so a resumed run continues each rank's patch stream."""
+    if world_size == 1:
+        return [value]
+    values = [None] * world_size
+    dist.all_gather_object(values, value)
+    return values
