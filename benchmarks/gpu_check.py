@@ -133,9 +133,9 @@ def train_stage(device: torch.device, size: dict, work: Path) -> list[dict]:
     write_split(folder / "data" / "split.json", [p.name for p in pairs[:4]], [p.name for p in pairs[4:]])
     model, values = size["model"], read_params(REPO / "params.yaml")
     set_values(values, {"data.train_lr_dir": "pairs/lr", "data.train_hr_dir": "pairs/hr",
-                  "model.num_blocks": model.num_blocks, "model.num_features": model.num_features,
-                  "train.epochs": 2, "train.batch_size": 4, "train.patch_size": 32, "train.patches_per_image": 4,
-                  "train.device": device.type, "train.processes": 1}, "gpu_check")
+                        "model.num_blocks": model.num_blocks, "model.num_features": model.num_features,
+                        "train.epochs": 2, "train.batch_size": 4, "train.patch_size": 32,
+                        "train.patches_per_image": 4, "train.device": device.type, "train.processes": 1}, "gpu_check")
     (folder / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     command = [sys.executable, str(REPO / "stages" / "train.py")]
     began = time.monotonic()

@@ -246,7 +246,7 @@ def test_several_processes_or_machines_exec_torchrun_in_this_process(monkeypatch
     monkeypatch.setattr(os, "execv", lambda path, argv: started.append(argv))
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setenv("PET_NNODES", nnodes)  # torchrun reads it, and its other options, itself
-    monkeypatch.delenv(LAUNCHER_PID, raising=False)
+    monkeypatch.setenv(LAUNCHER_PID, "")  # so that what launch sets is undone after the test
     launch(processes, "stages/train.py")
     assert started == [[sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
                         "stages/train.py"]]
