@@ -14,6 +14,8 @@ added to OUT/gpu_check.json (rewritten whole after each part) and printed as a t
                 GPU cannot host two NCCL ranks, so several processes are tested on CPUs (gloo) only
   throughput    training at full size (HR 1920x1080): the reference script's loop against the engine on
                 whole images and on 96 px patches, bf16 and compile on and off; HR MPix/s and MFU
+  batch_path    the GPU setting's training steps a second with batches cut as the train stage cuts
+                them (pairs on the GPU, then in RAM), against the same steps on a pre-made batch
   real_scale    validation of 675 and predict+submit of 500 1080p images, measured on a fraction
                 and projected (labelled so)
   general       the general model in the setting recommended for a GPU (presets/gpu.yaml: 16x64, no
@@ -49,8 +51,9 @@ import torch
 import yaml
 from PIL import Image
 
-from real_scale import synthesize  # this folder is on the path when a script here runs
-from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs
+from batch_path import GPU_SETTING as GPU_MODEL, random_pairs, training_steps  # this folder is on the path
+from real_scale import synthesize
+from sr_core.batches import ImageBatches, decode_pairs
 from sr_core.benchmark import load_sets
 from sr_core.checkpoint import load_model
 from sr_core.cli import argument_parser
@@ -62,6 +65,7 @@ from sr_core.images import bicubic_downscale, write_png
 from sr_core.inference import upscale_files
 from sr_core.metrics import min_scored_side
 from sr_core.model import SRResNet
+from sr_core.patches import ImageStore, PatchBatcher
 from sr_core.preset import read_preset, set_values
 from sr_core.submission import write_submission
 from sr_core.training import train, validate
@@ -75,8 +79,6 @@ FULL = {"val": 675, "test": 500}  # the reference task's val split and test set
 # network, and the training keys that do not depend on the data set (the time budget is this script's).
 REPO = Path(__file__).resolve().parent.parent
 GPU_PRESET = read_preset(REPO / "presets" / "gpu.yaml")
-GPU_MODEL = ModelConfig(**{key.removeprefix("model."): value for key, value in GPU_PRESET.items()
-                           if key.startswith("model.")})
 GPU_TRAIN = {"lr": GPU_PRESET["lr"]} | {key: GPU_PRESET[f"train.{key}"] for key in
                                         ("batch_size", "patch_size", "patches_per_image", "schedule", "warmup_epochs")}
 
@@ -88,13 +90,13 @@ def sizes(smoke: bool) -> dict:
                     model=ModelConfig(num_blocks=1, num_features=8),
                     general_model=dataclasses.replace(GPU_MODEL, num_blocks=1, num_features=8),
                     batch_size=4, patches_per_image=2,
-                    val_every=2, minutes={"train_stage": 0.3, "throughput": 0.5, "real_scale": 0.3, "general": 0.1,
-                                          "bf16": 0.3, "onnx_fp16": 0.3})
+                    val_every=2, minutes={"train_stage": 0.3, "throughput": 0.5, "batch_path": 0.3, "real_scale": 0.3,
+                                          "general": 0.1, "bf16": 0.3, "onnx_fp16": 0.3})
     return dict(width=1920, height=1080, pairs=16, steps=10, patch_batch=128, val_images=32, test_images=32,
                 model=ModelConfig(), general_model=GPU_MODEL, batch_size=GPU_TRAIN["batch_size"],
                 patches_per_image=GPU_TRAIN["patches_per_image"], val_every=5,
-                minutes={"train_stage": 0.5, "throughput": 1.5, "real_scale": 1.0, "general": 4.0, "bf16": 0.5,
-                         "onnx_fp16": 0.5})
+                minutes={"train_stage": 0.5, "throughput": 1.5, "batch_path": 0.5, "real_scale": 1.0, "general": 3.5,
+                         "bf16": 0.5, "onnx_fp16": 0.5})
 
 
 def make_smoke_data(folder: Path) -> Path:
@@ -156,9 +158,9 @@ def throughput(device: torch.device, size: dict, work: Path, deadline: float) ->
     """HR MPix/s of training at full size: the reference script's loop, then the engine in each setting,
     as many as the time box holds (compile last: its first steps compile)."""
     pairs = make_pairs(work / "throughput", size["pairs"], size["width"], size["height"], SCALE)
-    decoded = decode_pairs(pairs, SCALE)
-    whole = PatchBatcher(decoded, SCALE, 0, False, device, seed=0)
-    patches = PatchBatcher(decoded, SCALE, 96, True, device, seed=0)
+    store = ImageStore.from_arrays(decode_pairs(pairs, SCALE), SCALE, device)
+    whole = PatchBatcher(store, 0, False, device, seed=0, batch_size=8)
+    patches = PatchBatcher(store, 96, True, device, seed=0, batch_size=size["patch_batch"])
     cuda, image_pixels = device.type == "cuda", size["width"] * size["height"]
     peak = bf16_peak(torch.cuda.get_device_name(device)) if cuda else None
     model, workers = size["model"], min(8, len(os.sched_getaffinity(0)))
@@ -166,14 +168,14 @@ def throughput(device: torch.device, size: dict, work: Path, deadline: float) ->
              lambda: reference_loop(pairs, device, size["steps"], workers, model))]
     for bf16 in (True, False):
         runs.append((f"engine: whole images, {'bf16' if bf16 else 'fp32'}", 8,
-                     lambda bf16=bf16: engine(whole, 8, image_pixels, device, size["steps"], False, bf16, model)))
+                     lambda bf16=bf16: engine(whole, image_pixels, device, size["steps"], False, bf16, model)))
     for bf16, compiled in ((True, False), (False, False), (True, True)):
         batch = size["patch_batch"]
         if compiled and not cuda:
             continue  # compiling for a CPU takes minutes and says nothing about the GPU
         runs.append((f"engine: 96 px patches, {'bf16' if bf16 else 'fp32'}{', compiled' if compiled else ''}", batch,
-                     lambda bf16=bf16, compiled=compiled, batch=batch:
-                     engine(patches, batch, 96 * 96, device, size["steps"], compiled, bf16, model)))
+                     lambda bf16=bf16, compiled=compiled:
+                     engine(patches, 96 * 96, device, size["steps"], compiled, bf16, model)))
     rows, baseline = [], None
     for name, batch, run in runs:
         if time.monotonic() > deadline:
@@ -184,6 +186,23 @@ def throughput(device: torch.device, size: dict, work: Path, deadline: float) ->
         rows.append({"setting": name, "batch": batch, "hr_mpix_per_s": round(mpix, 3),
                      "vs_reference_loop": round(mpix / baseline, 2),
                      "mfu": round(mpix * 1e6 * FLOP_PER_HR_PIXEL / peak, 4) if peak else None})
+    return rows
+
+
+def batch_path(device: torch.device, size: dict) -> list[dict]:
+    """The GPU setting's training steps a second with batches cut as the train stage cuts them,
+    from pairs kept on the GPU and in RAM, against the same steps on one pre-made batch."""
+    decoded = list(random_pairs(size["pairs"], size["width"], size["height"], seed=0))
+    rows = []
+    for where, store_device in (("gpu", device), ("ram", torch.device("cpu"))):
+        store = ImageStore.from_arrays(decoded, SCALE, store_device)
+        rates = training_steps(store, size["batch_size"], GPU_TRAIN["patch_size"], device, 10 * size["steps"],
+                               size["general_model"])
+        ratio = rates["steps_per_s"] / rates["premade_steps_per_s"]
+        rows.append({"pairs_in": where, "batch": size["batch_size"], "steps_per_s": round(rates["steps_per_s"], 1),
+                     "premade_steps_per_s": round(rates["premade_steps_per_s"], 1), "ratio": round(ratio, 3),
+                     "within_10_percent": ratio >= 0.9,
+                     "operations_a_batch": round(rates["operations_a_batch"], 1)})
     return rows
 
 
@@ -346,6 +365,7 @@ def main() -> None:
         part("environment", lambda deadline: environment(device))
         part("train_stage", lambda deadline: train_stage(device, size, work), budget["train_stage"])
         part("throughput", lambda deadline: throughput(device, size, work, deadline), budget["throughput"])
+        part("batch_path", lambda deadline: batch_path(device, size), budget["batch_path"])
         part("real_scale", lambda deadline: real_scale(device, size, work), budget["real_scale"])
         # what is left after scoring and the last part, at most the general budget
         general_minutes = min(budget["general"], minutes_left() - 2 * budget["bf16"])

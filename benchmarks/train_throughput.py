@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from sr_core.batches import PatchBatcher, decode_pairs
+from sr_core.batches import decode_pairs
 from sr_core.cli import argument_parser
 from sr_core.data import Pair
 from sr_core.images import bicubic_downscale
 from sr_core.model import ModelConfig, SRResNet
+from sr_core.patches import ImageStore, PatchBatcher
 
 FLOP_PER_HR_PIXEL = 0.83e6  # SRResNet-16x64, forward + backward, per HR pixel per step
 BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 FLOP/s (SXM boards; H200 NVL: 835e12)
@@ -113,7 +114,7 @@ def reference_loop(pairs: list[Pair], device: torch.device, steps: int, workers:
     return hr_pixels / time_steps(step, steps, 1, device) / 1e6
 
 
-def engine(batcher: PatchBatcher, batch_size: int, sample_pixels: int, device: torch.device, steps: int,
+def engine(batcher: PatchBatcher, sample_pixels: int, device: torch.device, steps: int,
            compile_model: bool, bf16: bool = True, config: ModelConfig = ModelConfig()) -> float:
     """HR MPix/s of this project's training step (channels_last on CUDA, and bf16 autocast there
     with `bf16`), `sample_pixels` HR pixels per sample."""
@@ -126,14 +127,14 @@ def engine(batcher: PatchBatcher, batch_size: int, sample_pixels: int, device: t
     forward = torch.compile(model) if compile_model else model
 
     def step() -> None:
-        lr_img, hr_img = batcher.sample(batch_size)
+        lr_img, hr_img = batcher.sample()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
             loss = F.l1_loss(forward(lr_img), hr_img)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    return batch_size * sample_pixels / time_steps(step, steps, 3 if compile_model else 1, device) / 1e6
+    return batcher.batch_size * sample_pixels / time_steps(step, steps, 3 if compile_model else 1, device) / 1e6
 
 
 def main() -> None:
@@ -158,9 +159,10 @@ def main() -> None:
         print(f"(a) reference script loop (fp32, PIL per item, whole images, batch 8):   {reference:9.3f} HR MPix/s")
 
         start = time.perf_counter()
-        batcher = PatchBatcher(decode_pairs(pairs, 4), 4, args.patch_size, True, device, seed=0)
+        store = ImageStore.from_arrays(decode_pairs(pairs, 4), 4, device)
+        batcher = PatchBatcher(store, args.patch_size, True, device, seed=0, batch_size=args.batch_size)
         decode_seconds = time.perf_counter() - start
-        ours = engine(batcher, args.batch_size, args.patch_size**2, device, args.steps, args.compile)
+        ours = engine(batcher, args.patch_size**2, device, args.steps, args.compile)
         settings = "bf16, channels_last" + (", compiled" if args.compile else "") if cuda else "fp32 (CPU)"
         print(f"(b) this engine ({settings}, batch {args.batch_size} of {args.patch_size} px): "
               f"{ours:9.3f} HR MPix/s  (decoding once took {decode_seconds:.1f} s)")
@@ -171,7 +173,7 @@ def main() -> None:
                   f"({FLOP_PER_HR_PIXEL / 1e6:.2f} MFLOP per HR pixel per step)")
 
         consumed = ours * 1e6 / args.patch_size**2
-        loader = args.batch_size * 50 / time_steps(lambda: batcher.sample(args.batch_size), 50, 2, device) / 50
+        loader = args.batch_size / time_steps(batcher.sample, 50, 2, device)
         print(f"batcher alone: {loader:,.0f} patches/s; the model consumes {consumed:,.0f} patches/s "
               f"-> the loader has {loader / consumed:.0f}x headroom")
 

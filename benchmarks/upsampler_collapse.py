@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_core.batches import PatchBatcher, decode_pairs
+from sr_core.patches import ImageStore, PatchBatcher
 from sr_core.cli import argument_parser
 from sr_core.config import ModelConfig, TrainConfig
 from sr_core.data import list_folder
@@ -66,11 +66,11 @@ def main() -> None:
                          batch_norm=not args.no_batch_norm)
     model = SRResNet(config)
     pairs = [pair for folder in args.data for pair in list_folder(folder)[0]]
-    decoded = decode_pairs(pairs, config.scale)
     device = torch.device("cpu")
-    val_lr, val_hr = PatchBatcher(decoded, config.scale, 64, False, device, seed=args.seed + 1).sample(32)
+    store = ImageStore.decode(pairs, config.scale, device)
+    val_lr, val_hr = PatchBatcher(store, 64, False, device, seed=args.seed + 1, batch_size=32).sample()
     bicubic = F.interpolate(val_lr, scale_factor=config.scale, mode="bicubic", align_corners=False)
-    batcher = PatchBatcher(decoded, config.scale, 64, True, device, seed=args.seed)
+    batcher = PatchBatcher(store, 64, True, device, seed=args.seed, batch_size=16)
     schedule = TrainConfig(epochs=args.steps, warmup_epochs=args.warmup_steps, schedule="constant")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     print(f"{config}\nlr {args.lr}, warmup {args.warmup_steps} steps; bicubic {psnr(bicubic, val_hr):.3f} dB")
@@ -80,7 +80,7 @@ def main() -> None:
         for group in optimizer.param_groups:
             group["lr"] = args.lr * lr_factor(step - 1, schedule, 1)
         model.train()
-        lr_img, hr_img = batcher.sample(16)
+        lr_img, hr_img = batcher.sample()
         loss = F.l1_loss(model(lr_img), hr_img)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -143,7 +143,7 @@ class TrainConfig(Checked):
     loss: str = one_of("l1", ("l1", "mse"))
     bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
     compile: bool = False  # torch.compile the training step
-    decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # decoded training images: auto = memory if they fit
+    decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # where decoded pairs live (batches.residency)
     val_every: int = bounded(1, 1)  # validate every N epochs (and always after the last)
     time_limit_minutes: float = bounded(0.0, 0)  # end at the first epoch past this; the schedule fits it (0: none)
     init_from: str = optional_path()  # a model checkpoint whose weights training starts from ("": from scratch)

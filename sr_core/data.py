@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sr_core.files import write_json
-from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, list_images, read_image
+from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, image_size, list_images, read_image
 from sr_core.parallel import num_workers
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,12 @@ def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     reported what reading them drops (`read_pair`).
     """
     return read_pair(pair, scale)[:2]
+
+
+def lr_shape(pair: Pair, scale: int) -> tuple[int, int]:
+    """(height, width) of the pair's LR as `load_pair` gives it, read from a file's header only."""
+    width, height = image_size(pair.lr_path or pair.hr_path)
+    return (height, width) if pair.lr_path else (height // scale, width // scale)
 
 
 @dataclass(frozen=True)

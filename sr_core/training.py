@@ -11,12 +11,16 @@ its own random patches from the whole train split, so an epoch is the same numbe
 samples whatever the number of processes.
 """
 
+import copy
 import hashlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
+
+import psutil
 
 import torch
 import torch.distributed as dist
@@ -25,15 +29,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from sr_core.batches import ImageBatches, PatchBatcher, decode_pairs, fits_in_memory
+from sr_core.batches import ImageBatches, decode_pairs, decoded_bytes, residency
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
 from sr_core.config import InferenceConfig, Params, TrainConfig, to_dict
-from sr_core.data import Pair
+from sr_core.data import Pair, lr_shape
 from sr_core.distributed import agreed, from_every_rank, from_rank0, start_processes
 from sr_core.evaluation import model_metrics
 from sr_core.files import sha256_of, write_csv
 from sr_core.inference import autocast, native_bf16
 from sr_core.model import SRResNet
+from sr_core.patches import ImageStore, PatchBatcher, StripStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
     train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS + ("init_from",)}
     shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train, "data": to_dict(params.data),
                "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256,
-               "world_size": world_size}
+               "world_size": world_size, "patch_draws": 2}  # 2: drawn a batch at a time (earlier states differ)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -95,7 +100,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
 
     Returns a summary on rank 0 (None on the other ranks, which write nothing).
     """
-    cfg, scale = params.train, params.model.scale
+    cfg = params.train
     if not train_pairs or not val_pairs:
         raise ValueError(f"training needs train and val pairs; got {len(train_pairs)} and {len(val_pairs)}")
     rank, world_size, device = start_processes(cfg.device)
@@ -105,6 +110,11 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = SRResNet(params.model)
     init_sha256 = sha256_of(cfg.init_from) if cfg.init_from else None
+    run_id = fingerprint(params, train_pairs, val_pairs, init_sha256, world_size)
+    fingerprints = from_every_rank(run_id, world_size)
+    if len(set(fingerprints)) > 1:  # another machine's params, data or weights: before decoding
+        raise ValueError(f"the training processes would train different runs (fingerprints by rank: "
+                         f"{', '.join(fingerprints)}): every machine needs the same params.yaml, split and data")
     if cfg.init_from:
         load_init_weights(model, cfg.init_from)
     model = model.to(device)
@@ -117,22 +127,13 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
     budget = 60 * cfg.time_limit_minutes
-    in_memory = cfg.decode_cache == "memory" or (
-        cfg.decode_cache == "auto" and fits_in_memory(train_pairs + val_pairs, scale))
-    cache_dir, workers = (None if in_memory else decode_cache_dir), params.inference.workers
-    batcher = PatchBatcher(decode_pairs(train_pairs, scale, cache_dir, workers), scale, cfg.patch_size,
-                           cfg.augment, device, seed=cfg.seed + rank)
-    # the val images are scored again and again: rank 0 decodes them once too, into device batches
-    val_batches = (ImageBatches(decode_pairs(val_pairs, scale, cache_dir, workers), params.inference.tile, device)
-                   if is_main else None)
     loss_fn = LOSSES[cfg.loss]
+    local_batch = cfg.batch_size // world_size
+    store, val_batches = decode_data(params, train_pairs, val_pairs if is_main else [], decode_cache_dir, device,
+                                     model, local_batch, log_choice=is_main)
+    batcher = PatchBatcher(store, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank, batch_size=local_batch)
 
     history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
-    run_id = fingerprint(params, train_pairs, val_pairs, init_sha256, world_size)
-    fingerprints = from_every_rank(run_id, world_size)
-    if len(set(fingerprints)) > 1:  # another machine with other params, data or starting weights
-        raise ValueError(f"the training processes would train different runs (fingerprints by rank: "
-                         f"{', '.join(fingerprints)}): every machine needs the same params.yaml, split and data")
     state = from_rank0(load_train_state(state_path, run_id, cfg.epochs) if is_main else None, world_size)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -140,7 +141,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         elapsed = state["elapsed"]
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        batcher.set_state(state["batcher_rng"][rank])
+        batcher.set_state(state["batches"][rank])
         torch.set_rng_state(state["torch_rng"])
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
         if is_main:  # DVC removed these outputs before the stage ran; the state holds them
@@ -170,7 +171,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                                  cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = params.lr * lr_factor(step, cfg, steps_per_epoch)
-            lr_img, hr_img = batcher.sample(cfg.batch_size // world_size)
+            lr_img, hr_img = batcher.sample()
             with autocast(device, cfg.bf16):  # bf16 matmuls and convolutions; BatchNorm statistics stay float32
                 loss = loss_fn(step_model(lr_img), hr_img)
             optimizer.zero_grad(set_to_none=True)
@@ -214,7 +215,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 "fingerprint": run_id, "epoch": epoch, "finished": last, "elapsed": elapsed,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
-                "batcher_rng": batcher_states, "history": history, "best": best,
+                "batches": batcher_states, "history": history, "best": best,
             })
             log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
                      f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
@@ -225,6 +226,8 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 log.info("stopping after epoch %d of %d: %.1f of %g minutes spent", epoch, cfg.epochs, elapsed / 60,
                          cfg.time_limit_minutes)
             break
+    batcher.close()
+    store.close()
     if world_size > 1:
         dist.destroy_process_group()
     if not is_main:
@@ -245,6 +248,50 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         "device": f"{world_size} x {device.type}",
         "train_seconds": sum(row["seconds"] for row in history),
     }
+
+
+def decode_data(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], cache_dir: str | Path,
+                device: torch.device, model: SRResNet, batch_size: int, log_choice: bool
+                ) -> tuple[ImageStore | StripStore, ImageBatches | None]:
+    """The train pairs decoded once where `residency` chooses (the choice and its reason logged),
+    and the val pairs, if any, as batches beside them: scored again and again, they are decoded once too."""
+    cfg, scale, workers = params.train, params.model.scale, params.inference.workers
+    cuda = device.type == "cuda"
+    gpu = (torch.cuda.mem_get_info(device)[0], step_peak_bytes(model, train_pairs[0], cfg, scale, batch_size, device)
+           ) if cuda else ()
+    where, why = residency(sum(decoded_bytes(pair, scale) for pair in train_pairs + val_pairs), cfg.decode_cache,
+                           psutil.virtual_memory().available, int(os.environ.get("LOCAL_WORLD_SIZE", 1)), *gpu)
+    if log_choice:
+        log.info("decoded pairs %s: %s", {"gpu": "on the GPU", "ram": "in RAM", "disk": f"on disk in {cache_dir}"}[where],
+                 why)
+    store_device = device if where == "gpu" else torch.device("cpu")
+    if where == "disk":
+        store = StripStore.decode(train_pairs, scale, cfg.patch_size // scale, cache_dir, workers)
+    else:
+        store = ImageStore.decode(train_pairs, scale, store_device, workers)
+    val_batches = (ImageBatches(decode_pairs(val_pairs, scale, cache_dir if where == "disk" else None, workers),
+                                params.inference.tile, device, store_device) if val_pairs else None)
+    return store, val_batches
+
+
+def step_peak_bytes(model: SRResNet, pair: Pair, cfg: TrainConfig, scale: int, batch_size: int,
+                    device: torch.device) -> int:
+    """The GPU memory one training step takes at its peak, measured: forward and backward of a copy
+    of `model` on a batch of zeros the size of the training batches, plus Adam's two moments."""
+    lr_side = cfg.patch_size // scale
+    lr_img_shape = (batch_size, 3, *((lr_side, lr_side) if lr_side else lr_shape(pair, scale)))
+    probe = copy.deepcopy(model)  # BatchNorm's running statistics of the model stay untouched
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    lr_img = torch.zeros(lr_img_shape, device=device).contiguous(memory_format=torch.channels_last)
+    with autocast(device, cfg.bf16):
+        sr_img = probe(lr_img)
+        LOSSES[cfg.loss](sr_img, torch.zeros_like(sr_img)).backward()
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del probe, lr_img, sr_img
+    torch.cuda.empty_cache()
+    return peak + 2 * sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def validate(model: SRResNet, val_batches: ImageBatches, inference: InferenceConfig) -> dict[str, float]:

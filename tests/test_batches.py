@@ -2,44 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from sr_core.batches import PatchBatcher, augment, decode_pairs
+from sr_core.batches import GPU_RESERVE, ImageBatches, decode_pairs, residency
 from sr_core.data import check_pairs
 
-CPU = torch.device("cpu")
+GB = 10**9
+REAL_JOB = 29_700_000_000  # 4,500 pairs of 1080p HR and 270p LR, decoded
 
 
 @pytest.fixture
 def pairs(paired_folder):
     return check_pairs(paired_folder / "lr", paired_folder / "hr", 4)[0]
-
-
-@pytest.mark.parametrize("patch_size", [0, 16, 32])
-def test_batches_are_aligned_after_augmentation(pairs, patch_size):
-    batcher = PatchBatcher(decode_pairs(pairs, 4), 4, patch_size, augment=True, device=CPU, seed=0)
-    for _ in range(5):
-        lr_batch, hr_batch = batcher.sample(3)
-        assert lr_batch.dtype == torch.float32 and 0 <= lr_batch.min() and lr_batch.max() <= 1
-        assert lr_batch.shape == (3, 3, *((patch_size // 4,) * 2 if patch_size else (12, 16)))
-        assert hr_batch.shape[-2:] == (4 * lr_batch.shape[-2], 4 * lr_batch.shape[-1])
-        # the HR is the LR with each pixel repeated 4x4, under any flip or rotation
-        assert (hr_batch[..., ::4, ::4] == lr_batch).all()
-
-
-def test_every_image_comes_once_before_any_repeats(pairs):
-    batcher = PatchBatcher(decode_pairs(pairs, 4), 4, 0, augment=False, device=CPU, seed=0)
-    lr_batch, _ = batcher.sample(6)
-    assert len({lr_img.sum().item() for lr_img in lr_batch}) == 6
-
-
-def test_state_round_trip_replays_the_same_batches(pairs):
-    batcher = PatchBatcher(decode_pairs(pairs, 4), 4, 16, augment=True, device=CPU, seed=0)
-    batcher.sample(4)
-    state = batcher.state()
-    expected = batcher.sample(4)
-    resumed = PatchBatcher(decode_pairs(pairs, 4), 4, 16, augment=True, device=CPU, seed=99)
-    resumed.set_state(state)
-    for a, b in zip(expected, resumed.sample(4)):
-        torch.testing.assert_close(a, b)
 
 
 def test_disk_cache_memory_maps_the_same_arrays(pairs, tmp_path):
@@ -53,21 +25,33 @@ def test_disk_cache_memory_maps_the_same_arrays(pairs, tmp_path):
         np.testing.assert_array_equal(hr_a, hr_b)
 
 
-def test_patch_larger_than_the_images_is_an_error(pairs):
-    with pytest.raises(ValueError, match="patch_size 64 needs LR images of at least 16 px"):
-        PatchBatcher(decode_pairs(pairs, 4), 4, 64, augment=True, device=CPU, seed=0)
+def test_the_real_job_stays_on_an_80_gb_gpu_beside_its_training_step():
+    where, why = residency(REAL_JOB, "auto", ram_available=200 * GB, processes=1, gpu_free=79 * GB,
+                           step_peak=2 * GB)
+    assert where == "gpu"
+    assert why == "29.7 GB decoded + 1.5 x 2.0 GB for a training step + 1.1 GB fit in the 79.0 GB free on the GPU"
 
 
-def test_whole_images_of_several_sizes_are_an_error(pairs):
-    decoded = decode_pairs(pairs, 4)
-    decoded[0] = (decoded[0][0][:8], decoded[0][1][:32])
-    with pytest.raises(ValueError, match="need images of one size"):
-        PatchBatcher(decoded, 4, 0, augment=False, device=CPU, seed=0)
+def test_what_does_not_fit_beside_the_step_goes_to_ram_or_disk():
+    # a 16 GB notebook GPU with 29 GB of RAM: neither holds the real job
+    where, why = residency(REAL_JOB, "auto", ram_available=29 * GB, processes=1, gpu_free=15 * GB, step_peak=GB)
+    assert where == "disk" and "exceed the 15.0 GB free on the GPU" in why and "exceed half the 29.0 GB" in why
+    # fits beside nothing else: the step's margin and the reserve count
+    needed = 10 * GB + 1.5 * 4 * GB + GPU_RESERVE
+    assert residency(10 * GB, "auto", 100 * GB, 1, gpu_free=int(needed), step_peak=4 * GB)[0] == "gpu"
+    assert residency(10 * GB, "auto", 100 * GB, 1, gpu_free=int(needed) - 1, step_peak=4 * GB)[0] == "ram"
+    # each process of the node holds its own copy in RAM
+    assert residency(10 * GB, "auto", 100 * GB, 4)[0] == "ram"
+    assert residency(10 * GB, "auto", 100 * GB, 5)[0] == "disk"
 
 
-def test_non_square_images_only_turn_by_180_degrees():
-    generator = torch.Generator().manual_seed(0)
-    lr_img = torch.arange(6.0).reshape(1, 2, 3)
-    for _ in range(20):
-        turned, _ = augment(lr_img, lr_img, generator)
-        assert turned.shape == lr_img.shape
+def test_decode_cache_forces_its_choice():
+    assert residency(GB, "disk", 100 * GB, 1, 79 * GB, GB) == ("disk", "train.decode_cache is disk")
+    where, why = residency(REAL_JOB, "memory", 29 * GB, 1)
+    assert where == "ram" and why.endswith("train.decode_cache is memory")
+
+
+def test_val_batches_are_whole_images_of_one_size(pairs):
+    batches = list(ImageBatches(decode_pairs(pairs, 4), 0, torch.device("cpu")))
+    assert sum(len(lr) for lr, _ in batches) == len(pairs)
+    assert all(lr.shape[1:] == (12, 16, 3) and hr.shape[1:] == (48, 64, 3) for lr, hr in batches)

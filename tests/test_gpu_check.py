@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO
 
-PARTS = ["environment", "train_stage", "throughput", "real_scale", "general", "bf16", "onnx_fp16"]
+PARTS = ["environment", "train_stage", "throughput", "batch_path", "real_scale", "general", "bf16", "onnx_fp16"]
 
 
 def run_check(out, *args: str) -> subprocess.CompletedProcess:
@@ -32,6 +32,9 @@ def test_smoke_run_measures_every_part(tmp_path):
     assert [row["setting"] for row in throughput][:3] == ["reference script loop: fp32, PIL per item, whole images",
                                                          "engine: whole images, bf16", "engine: whole images, fp32"]
     assert all(row["hr_mpix_per_s"] > 0 for row in throughput)
+    gpu, ram = parts["batch_path"]["rows"]  # on the CPU both stores are the host's
+    assert (gpu["pairs_in"], ram["pairs_in"]) == ("gpu", "ram") and gpu["steps_per_s"] > 0 and ram["ratio"] > 0
+    assert gpu["operations_a_batch"] <= 40
     assert [row["full_images"] for row in parts["real_scale"]["rows"]] == [675, 675, 500, 500]
     training, *sets = parts["general"]["rows"]
     assert training["epochs"] >= 1 and training["steps"] >= 1

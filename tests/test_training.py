@@ -137,13 +137,28 @@ def test_fine_tuning_refuses_another_network_naming_the_difference(paired_folder
 def test_resume_state_holds_the_best_weights_not_the_latest(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     out = paired_folder / "out"
-    summary = train(tiny_params(schedule="constant"), pairs[:4], pairs[4:], out / "best.pt",
-                    out / "history.csv", out / "last.pt", out / "cache")
+    summary = train(tiny_params(schedule="constant", seed=3), pairs[:4], pairs[4:], out / "best.pt",
+                    out / "history.csv", out / "last.pt", out / "cache")  # seed 3: the best epoch is 1
     assert summary["best_epoch"] < 3, "this check needs a best epoch before the last one"
     best = torch.load(out / "best.pt", weights_only=True)["state_dict"]
     state = torch.load(out / "last.pt", weights_only=True)
     assert all(torch.equal(state["best"]["state_dict"][key], value) for key, value in best.items())
     assert not all(torch.equal(state["model"][key], value) for key, value in best.items())
+
+
+def test_pairs_on_disk_train_the_same_run_as_pairs_in_ram(paired_folder):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    histories = {}
+    for decode_cache in ("memory", "disk"):
+        out = paired_folder / decode_cache
+        train(tiny_params(decode_cache=decode_cache, epochs=2), pairs[:4], pairs[4:], out / "best.pt",
+              out / "history.csv", out / "last.pt", out / "cache")
+        with open(out / "history.csv", newline="") as f:
+            histories[decode_cache] = [{k: v for k, v in row.items() if k not in ("seconds", "steps_per_second")}
+                                       for row in csv.DictReader(f)]
+    assert len(list((paired_folder / "disk" / "cache").glob("*.strips"))) == 4  # the train pairs went to disk
+    assert not (paired_folder / "memory" / "cache").exists()
+    assert histories["disk"] == histories["memory"] and len(histories["disk"]) == 2
 
 
 def test_copied_state_does_not_follow_later_training():
@@ -318,14 +333,14 @@ def test_training_stops_at_the_first_epoch_past_the_time_budget(paired_folder, m
     at 12 s, past the budget, and is the last; the cosine, laid over the budget, reaches 0 there."""
     import types
     import sr_core.training
-    from sr_core.batches import PatchBatcher
+    from sr_core.patches import PatchBatcher
     clock = [0.0]
     monkeypatch.setattr(sr_core.training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     sample = PatchBatcher.sample
 
-    def timed_sample(self, batch_size):
+    def timed_sample(self):
         clock[0] += 1.0
-        return sample(self, batch_size)
+        return sample(self)
     monkeypatch.setattr(PatchBatcher, "sample", timed_sample)
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     out = paired_folder / "out"
