@@ -672,10 +672,11 @@ class Case:
     row: str
     what: str
     check: Callable[..., None]
+    slow: bool = False
 
 
 CASES = [
-    Case("01", "large test image: bounded memory", row01_large_test_image_memory),
+    Case("01", "large test image: bounded memory", row01_large_test_image_memory, slow=True),
     Case("02", "submit check fails or is killed", row02_submit_check_fails_or_is_killed),
     Case("03", "decompression bomb; a prediction over Pillow's limit", row03_decompression_bomb_and_huge_outputs),
     Case("04", "dangling symlink, symlink loop, other entries", row04_broken_links_and_other_entries),
@@ -702,12 +703,13 @@ CASES = [
     Case("r2-4", "animated PNG / WebP, multi-page TIFF", r2_04_multi_frame_images_are_refused),
     Case("r2-5", "a non-sRGB colour profile", r2_05_colour_profiles_carried_or_named),
     Case("r2-6", "an ASCII locale; a name that is not UTF-8", r2_06_submission_is_utf8_whatever_the_locale),
-    Case("r2-7", "the whole upscale command's memory", r2_07_whole_upscale_command_memory),
-    Case("stage", "a stage's error is one line", stage_errors_are_one_line),
+    Case("r2-7", "the whole upscale command's memory", r2_07_whole_upscale_command_memory, slow=True),
+    Case("stage", "a stage's error is one line", stage_errors_are_one_line, slow=True),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{case.row}-{case.check.__name__}" for case in CASES])
+@pytest.mark.parametrize("case", [pytest.param(case, marks=[pytest.mark.slow] * case.slow) for case in CASES],
+                         ids=[f"{case.row}-{case.check.__name__}" for case in CASES])
 def test_each_bad_input_gets_a_clear_answer(case, request, tmp_path, caplog):
     extra = {name: request.getfixturevalue(name) for name in ("test_and_predictions",)
              if name in case.check.__code__.co_varnames[:case.check.__code__.co_argcount]}

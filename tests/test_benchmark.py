@@ -19,6 +19,7 @@ needs_benchmarks = pytest.mark.skipif(not BENCHMARKS.is_dir(),
 
 
 @needs_benchmarks
+@pytest.mark.slow
 @pytest.mark.parametrize("name, psnr_y, ssim", [("Set5", (28.42, 28.44), (0.810, 0.812)),
                                                 ("BSD100", (25.95, 25.97), (0.667, 0.669))])
 def test_bicubic_reproduces_the_published_rows(name, psnr_y, ssim):

@@ -19,6 +19,7 @@ def run_check(out, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+@pytest.mark.slow
 def test_smoke_run_measures_every_part(tmp_path):
     result = run_check(tmp_path, "--smoke")
     assert result.returncode == 0, result.stderr[-3000:]

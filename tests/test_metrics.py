@@ -93,6 +93,7 @@ def assert_matches_reference(pairs_of_images: list[tuple[np.ndarray, np.ndarray]
 
 
 @needs_benchmarks
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["Set5", "Set14", "BSD100"])
 def test_batch_metrics_equal_the_reference_on_the_benchmarks(name):
     pairs, _ = list_folder(BENCHMARKS / name)
@@ -112,6 +113,7 @@ def images_1080p() -> list[tuple[np.ndarray, np.ndarray]]:
     return images
 
 
+@pytest.mark.slow
 def test_batch_metrics_equal_the_reference_at_1080p(images_1080p):
     assert_matches_reference(images_1080p)  # as on a CPU: strips of rows
     assert_matches_reference(images_1080p, strip_pixels=10**8)  # as on a GPU: whole images

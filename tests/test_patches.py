@@ -136,6 +136,7 @@ def test_a_batch_takes_a_constant_handful_of_tensor_operations(mixed, tmp_path, 
         store = stores(pairs, decoded, 96, tmp_path)[on_disk]
         batcher = PatchBatcher(store, 96, True, CPU, seed=0, batch_size=batch_size)
         batcher.sample()
+        batcher.close()  # the background thread starts again inside the profile, every batch it prepares counted
         prepared, prepare = [0], batcher.prepared
 
         def counted():

@@ -26,6 +26,8 @@ from sr_core.checkpoint import load_model
 from sr_core.config import TrainConfig
 from sr_core.submission import check_submission
 
+pytestmark = pytest.mark.slow  # each test runs DVC in a copy of the repository
+
 # Every value the test relies on is set here, whatever the checkout's params.yaml holds (a user's
 # `lr: 2e-4` there would make `dvc exp run -S lr=2e-4` change nothing).
 TINY = {

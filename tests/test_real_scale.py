@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_real_scale_benchmark_runs_and_reports_every_part(tmp_path):
     out = tmp_path / "real_scale.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "real_scale.py"), "--images", "3",

@@ -205,6 +205,7 @@ def train_command(*prefix: str) -> list[str]:
     return [sys.executable, *prefix, str(REPO / "stages" / "train.py")]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_factory):
     uninterrupted = tmp_path_factory.mktemp("uninterrupted")
     subprocess.run(["cp", "-r", f"{workspace}/.", str(uninterrupted)], check=True)
@@ -276,6 +277,7 @@ def test_torchrun_started_by_hand_must_match_train_processes(workspace):
     assert not (workspace / "metrics" / "history.csv").exists()
 
 
+@pytest.mark.slow
 def test_machines_with_other_params_are_refused_before_training(workspace, tmp_path_factory):
     other = tmp_path_factory.mktemp("other-machine")
     subprocess.run(["cp", "-r", f"{workspace}/.", str(other)], check=True)
@@ -405,6 +407,7 @@ def short_run(params: Params, pairs: list, out: Path, **train_changes) -> tuple[
     return correction_over_bicubic(out / "best.pt", pairs[-6:])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lr", [5e-4, 1e-3])
 def test_the_general_setting_does_not_collapse_to_bicubic_at_high_learning_rates(photo_tiles, tmp_path, lr):
     """The general setting's network and schedule (a warmup, then a cosine) keep a correction that
@@ -416,6 +419,7 @@ def test_the_general_setting_does_not_collapse_to_bicubic_at_high_learning_rates
     assert spread > 0.05 and gain > -0.01, f"collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
 
 
+@pytest.mark.slow
 def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(photo_tiles, tmp_path):
     """The control: the measure above tells a collapsed network. The reference script's ReLU after
     each PixelShuffle dies within its first 64 steps, leaving a constant correction (measured: a
