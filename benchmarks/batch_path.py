@@ -25,15 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from sr_core.cli import argument_parser
 from sr_core.files import write_bytes
-from sr_core.model import ModelConfig, SRResNet
+from sr_core.model import ModelConfig
 from sr_core.patches import ImageStore, PatchBatcher, StripStore, strips
 from sr_core.preset import read_preset
-from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak  # this folder is on the path when a script here runs
+from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, time_steps  # this folder is on the path
 
 SCALE = 4
 ASSUMED_MFU = 0.35  # share of a GPU's dense peak the estimate assumes for SRResNet-16x64 training
@@ -81,21 +80,21 @@ def random_pairs(count: int, width: int, height: int, seed: int):
 
 
 def batches_per_second(sample, batches: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        sample()
-    start = time.perf_counter()
-    for _ in range(batches):
-        sample()
-    return batches / (time.perf_counter() - start)
+    return 1 / time_steps(sample, batches, warmup, torch.device("cpu"))
 
 
-def operations_per_batch(sample, batches: int = 20) -> float:
-    """aten operations of every thread while `sample` runs `batches` times, divided by `batches`
-    (a background thread's batches prepared ahead count too, so this errs high)."""
+def operations_per_batch(sample, batches: int = 100, close=None) -> float:
+    """aten operations of every thread while `sample` runs `batches` times, divided by `batches`.
+    With `close`, the background thread is stopped before and stops within the count, so the
+    batches it prepared ahead (at most PREFETCH + 1) are counted too: the figure errs high."""
+    if close:
+        close()
     config = torch._C._profiler._ExperimentalConfig(profile_all_threads=True)
     with profile(activities=[ProfilerActivity.CPU], experimental_config=config) as prof:
         for _ in range(batches):
             sample()
+        if close:
+            close()
     return sum(event.name.startswith("aten::") for event in prof.events()) / batches
 
 
@@ -109,37 +108,26 @@ def drop_from_page_cache(paths: list[Path]) -> None:
             os.close(fd)
 
 
+class PremadeBatch:
+    """One batch given again and again: the training step alone, the model's own rate."""
+
+    def __init__(self, batcher: PatchBatcher):
+        self.batch, self.batch_size = batcher.sample(), batcher.batch_size
+
+    def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch
+
+
 def training_steps(store: ImageStore, batch_size: int, patch_size: int, device: torch.device, steps: int,
                    config: ModelConfig) -> dict:
-    """Training steps a second of `config` (bf16 and channels_last on CUDA) with batches cut from
-    `store` as training cuts them, and on one pre-made batch (the model's own rate); and the
-    tensor operations a batch takes."""
-    cuda = device.type == "cuda"
-    model = SRResNet(config).to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
-    optimizer = torch.optim.Adam(model.train().parameters(), lr=1e-4)
+    """Training steps a second of `config` (bf16 and channels_last on CUDA, see `engine`) with
+    batches cut from `store` as training cuts them, and on one pre-made batch; and the tensor
+    operations a batch takes."""
     batcher = PatchBatcher(store, patch_size, True, device, seed=0, batch_size=batch_size)
-    premade = batcher.sample()
-
-    def step(batch) -> None:
-        lr_img, hr_img = batch
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = F.l1_loss(model(lr_img), hr_img)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    rates = {"operations_a_batch": operations_per_batch(batcher.sample)}
-    for name, batch in (("premade_steps_per_s", lambda: premade), ("steps_per_s", batcher.sample)):
-        for _ in range(min(steps, 10)):  # cuDNN picks its kernels
-            step(batch())
-        if cuda:
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(batch())
-        if cuda:
-            torch.cuda.synchronize(device)
-        rates[name] = steps / (time.perf_counter() - start)
+    rates = {"operations_a_batch": operations_per_batch(batcher.sample, close=batcher.close)}
+    for name, source in (("premade_steps_per_s", PremadeBatch(batcher)), ("steps_per_s", batcher)):
+        mpix = engine(source, patch_size**2, device, steps, False, True, config)
+        rates[name] = mpix * 1e6 / (batch_size * patch_size**2)
     batcher.close()
     return rates
 
@@ -202,7 +190,7 @@ def main() -> None:
             batcher = PatchBatcher(disk, p, True, cpu, seed=0, batch_size=b)
             new_rate = batches_per_second(batcher.sample, args.batches, warmup=0)
             drop_from_page_cache(strip_files)
-            disk_ops = operations_per_batch(batcher.sample)
+            disk_ops = operations_per_batch(batcher.sample, close=batcher.close)
             batcher.close()
             disk.close()
             read = p // SCALE * int(disk.record_bytes.max())

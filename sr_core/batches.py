@@ -60,7 +60,8 @@ GPU_RESERVE = 2**30  # and this for cuDNN's workspaces, the allocator's slack an
 
 
 def gigabytes(num_bytes: float) -> str:
-    return f"{num_bytes / 1e9:.1f} GB"
+    """A size for the log: GB, or MB under one GB."""
+    return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
 
 
 def residency(data_bytes: int, decode_cache: str, ram_available: int, processes: int,
