@@ -237,10 +237,16 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
 
     # queued experiments: a grid of three, two at a time; none resumes another's state
     run("dvc", "exp", "run", "--queue", "-S", "lr=1e-4,2e-4,1e-3")
-    run("dvc", "queue", "start", "-j", "2")
+    # not through pipes: the workers' launcher outlives this command, and a worker that missed the
+    # queue's shutdown (a race seen in DVC's celery workers) would hold them open for good
+    subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=root, env=ENV, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and any(word in run("dvc", "queue", "status") for word in ("Queued", "Running")):
         time.sleep(2)
+    for process in psutil.process_iter(["cmdline", "cwd"]):  # such a worker idles on after its tasks
+        if "queue-worker" in " ".join(process.info["cmdline"] or []) and process.info["cwd"] == str(root):
+            process.kill()
     status = run("dvc", "queue", "status")
     assert status.count("Success") == 3, status
     shown = run("dvc", "exp", "show", "--csv", "--no-pager", "--sort-by", "metrics/eval.json:val.model.psnr_y",
