@@ -1,16 +1,16 @@
 """Atomic file writes: a reader (or a resumed run) never sees a half-written checkpoint or metric.
 
 Each file is written to `.NAME.PID.XXXX.tmp` beside it and renamed over it when complete. A failed
-write removes its temporary file; one left by a killed process is removed by the next write of the
-same file once that process is gone. Such files are ignored by git and DVC (`.*.tmp`).
+write removes its temporary file; one left by a killed process is removed by the first write into
+the same folder of a later process. Such files are ignored by git and DVC (`.*.tmp`).
 """
 
 import csv
-import glob
 import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,12 +22,23 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def remove_stale_temps(path: Path) -> None:
-    """Removes the temporary files of `path` whose writing process no longer runs."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".")[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            tmp.unlink(missing_ok=True)
+_swept_folders: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Removes the temporary files in `folder` whose writing process no longer runs. Once per folder
+    and process: a folder listed at every write made writing N files into it take N^2 steps."""
+    with _swept_lock:
+        if folder in _swept_folders:
+            return
+        _swept_folders.add(folder)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                parts = entry.name[1:-len(".tmp")].rsplit(".", 2)  # NAME, PID, mkstemp's letters
+                if len(parts) == 3 and parts[1].isdigit() and not psutil.pid_exists(int(parts[1])):
+                    Path(entry.path).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -42,7 +53,7 @@ def atomic_write(path: str | Path, mode: str = "wb", check: Callable[[Path], Any
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)
+        remove_stale_temps(path.parent.resolve())
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:  # text: UTF-8, any locale
             yield f

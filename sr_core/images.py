@@ -15,6 +15,8 @@ prediction of a large test image can exceed Pillow's 179 Mpx and must still be c
 
 import io
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,18 +41,38 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message names the file and the problem."""
 
 
+SPECIAL_FILES = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
+                 stat.S_IFBLK: "a block device"}
+
+
+def special_file(path: str | Path) -> str | None:
+    """What `path` (or what it links to) is when it is a FIFO, a socket or a device, which reading
+    would block on or never end: None for a regular file, a folder, or a broken link."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # a broken link or a missing file fails by its name when it is read
+        return None
+    return SPECIAL_FILES.get(stat.S_IFMT(mode))
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """The images directly in `folder` (by suffix, see IMAGE_SUFFIXES), sorted by name.
 
     Symbolic links are listed whatever they point to, so a broken one fails by its name when it is
-    read instead of vanishing. Other entries are skipped with a warning that names them.
+    read instead of vanishing. Other entries are skipped with a warning that names them; FIFOs,
+    sockets and devices (which reading would block on) with a warning of their own, never opened.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
     entries = sorted(folder.iterdir())
-    images = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
-    skipped = sorted({p.name for p in entries} - {p.name for p in images})
+    named = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
+    special = {p.name: kind for p in named if (kind := special_file(p))}
+    images = [p for p in named if p.name not in special]
+    if special:
+        log.warning("%s: skipping %d entries that are not regular files: %s", folder, len(special),
+                    ", ".join(f"{name} ({kind})" for name, kind in special.items()))
+    skipped = sorted({p.name for p in entries} - {p.name for p in named})
     if skipped:
         log.warning("%s: skipping %d entries that are not image files (%s): %s%s", folder, len(skipped),
                     " ".join(IMAGE_SUFFIXES), ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
@@ -62,7 +84,10 @@ def open_image(source: str | Path | IO[bytes], name: str | Path, max_pixels: int
                ) -> Iterator[Image.Image]:
     """`source` opened with Pillow (header read, pixels not yet decoded). Raises ImageError naming
     `name` when it cannot be opened or decoded (in the `with` block too), or claims more than
-    `max_pixels` pixels (checked before any pixel is decoded)."""
+    `max_pixels` pixels (checked before any pixel is decoded). A path to a FIFO, a socket or a
+    device is refused without opening it: reading it would block or never end."""
+    if isinstance(source, (str, Path)) and (kind := special_file(source)):
+        raise ImageError(f"{name}: {kind}, not a file; give an image file")
     try:
         with Image.open(source) as image:
             width, height = image.size

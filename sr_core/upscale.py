@@ -16,7 +16,7 @@ from pathlib import Path
 from sr_core.checkpoint import MODEL_HELP, load_model
 from sr_core.cli import argument_parser, run
 from sr_core.config import InferenceConfig
-from sr_core.images import IMAGE_SUFFIXES, list_images
+from sr_core.images import IMAGE_SUFFIXES, list_images, special_file
 from sr_core.inference import add_arguments, config_from, pick_device, upscale_files
 
 
@@ -45,6 +45,8 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
             paths += list_images(path)
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             paths.append(path)
+        elif kind := special_file(path):
+            raise ValueError(f"{path}: {kind}, not a file; give an image file")
         else:
             raise ValueError(f"{path}: not an image file ({', '.join(IMAGE_SUFFIXES)}) or a folder")
     if not paths:

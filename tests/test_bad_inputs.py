@@ -10,10 +10,12 @@ import base64
 import contextlib
 import csv
 import io
+import logging
 import os
 import pickle
 import resource
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -35,8 +37,8 @@ from sr_core.checkpoint import load_model, load_train_state, save_checkpoint
 from sr_core.config import InferenceConfig, ModelConfig, load_params
 from sr_core.data import Pair, check_pairs, read_split, write_split
 from sr_core.evaluation import score_pairs
-from sr_core.files import atomic_write
-from sr_core.images import MAX_INPUT_PIXELS, ImageError, read_image, read_rgb, resize_bicubic
+from sr_core.files import atomic_write, write_bytes
+from sr_core.images import MAX_INPUT_PIXELS, ImageError, list_images, read_image, read_rgb, resize_bicubic
 from sr_core.inference import predict_folder, upscale, upscale_files
 from sr_core.model import SRResNet
 from sr_core.submission import check_submission, write_submission
@@ -847,3 +849,45 @@ def test_pairs_of_the_hr_only_layout_are_checked_too(tmp_path):
     save(tmp_path / "hr" / "speck.png", np.zeros((3, 3, 3), np.uint8))
     with pytest.raises(ImageError, match=r"1 of 2 pairs cannot be used: .*speck.png: smaller than the scale 4"):
         score_pairs([Pair(n, None, tmp_path / "hr" / n) for n in ("ok.png", "speck.png")], 4, tiny_model())
+
+
+def test_round3_fifos_sockets_and_devices_are_named_and_skipped_never_opened(tmp_path, caplog):
+    """A FIFO named like an image blocked every reader forever: listed, it is skipped with its kind
+    named; given directly, it is refused with one line. Commands run with a timeout, so a hang fails."""
+    folder = tmp_path / "test"
+    save(folder / "a.png", np.zeros((4, 4, 3), np.uint8))
+    os.mkfifo(folder / "x.png")
+    with socket.socket(socket.AF_UNIX) as unix_socket:
+        unix_socket.bind(str(folder / "s.png"))
+        (folder / "d.png").symlink_to("/dev/zero")
+        with caplog.at_level(logging.WARNING):
+            assert [p.name for p in list_images(folder)] == ["a.png"]
+        assert "skipping 3 entries that are not regular files: d.png (a character device), s.png (a socket), " \
+               "x.png (a FIFO)" in caplog.text
+        torch.manual_seed(0)
+        save_checkpoint(tmp_path / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)))
+        command = [sys.executable, "-m", "sr_core.upscale", str(tmp_path / "model.pt")]
+        listed = subprocess.run(command + [str(folder), "--out", str(tmp_path / "out")], capture_output=True,
+                                text=True, timeout=120, cwd=REPO)
+        assert listed.returncode == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+        given = subprocess.run(command + [str(folder / "x.png"), "--out", str(tmp_path / "out2")], capture_output=True,
+                               text=True, timeout=120, cwd=REPO)
+        assert given.returncode == 1 and f"{folder / 'x.png'}: a FIFO, not a file" in given.stderr
+        with pytest.raises(ImageError, match="x.png: a FIFO, not a file"):  # any reader given the path
+            read_image(folder / "x.png")
+
+
+def test_round3_writing_many_files_into_one_folder_lists_it_once(tmp_path, monkeypatch):
+    """Predict slowed as its output folder grew (48 images/s at 20,000 after 213 at 1,000): every
+    write listed the whole folder for temporary files left by killed writers. Now once a process."""
+    listed = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": listed.append(Path(path).resolve()) or scandir(path))
+    folder = tmp_path / "predictions"
+    stale = folder / ".old.png.999999999.abc_12.tmp"  # from a writer that no longer runs
+    folder.mkdir()
+    stale.write_bytes(b"half")
+    for i in range(200):
+        write_bytes(folder / f"{i:05d}.png", b"png")
+    assert listed.count(folder.resolve()) == 1
+    assert not stale.exists() and len(list(folder.iterdir())) == 200
