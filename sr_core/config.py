@@ -126,6 +126,7 @@ class DataConfig(Checked):
 class SplitConfig(Checked):
     val_split: float = bounded(0.15, 0, 1, low_open=True, high_open=True)  # training picks its best on val
     seed: int = bounded(42, 0)
+    method: str = one_of("reference", ("reference", "stable"))  # see data.split_names
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ hr/ alone (the standard benchmarks, HR-only training sets) gets its LR made on t
 literature's bicubic downscaling of the HR cropped to a multiple of `scale`.
 """
 
+import hashlib
 import json
 import logging
 import random
@@ -174,8 +175,17 @@ def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, worke
     return pairs, sorted(rejects, key=lambda r: r.name)
 
 
-def split_names(names: list[str], val_split: float, seed: int) -> tuple[list[str], list[str]]:
-    """The reference script's split: sort, random.seed(seed) + random.shuffle, first int(n * (1 - val_split)) train."""
+def split_names(names: list[str], val_split: float, seed: int, method: str = "reference"
+                ) -> tuple[list[str], list[str]]:
+    """(train, val) names. `reference`: the reference script's split, sort, random.seed(seed) +
+    random.shuffle, first int(n * (1 - val_split)) train; adding or removing one pair reshuffles
+    the rest. `stable`: a name is val when a hash of the seed and the name falls in the first
+    `val_split` of its range, so one pair added or removed moves no other (the val share is then
+    `val_split` on average, not exactly)."""
+    if method == "stable":
+        val = {name for name in names
+               if int(hashlib.sha256(f"{seed}/{name}".encode()).hexdigest()[:16], 16) < val_split * 2**64}
+        return sorted(set(names) - val), sorted(val)
     shuffled = sorted(names)
     random.Random(seed).shuffle(shuffled)  # the same stream as random.seed(seed); random.shuffle
     num_train = int(len(shuffled) * (1 - val_split))

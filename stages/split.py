@@ -24,7 +24,8 @@ def split() -> None:
     write_csv(paths.rejects, [asdict(r) for r in rejects], columns=["name", "reason"])
     for reject in rejects:
         logging.warning("rejected %s: %s", reject.name, reject.reason)
-    train_names, val_names = split_names([p.name for p in pairs], params.split.val_split, params.split.seed)
+    train_names, val_names = split_names([p.name for p in pairs], params.split.val_split, params.split.seed,
+                                         params.split.method)
     if not train_names or not val_names:
         raise ValueError(f"{len(pairs)} valid training pairs ({len(rejects)} "
                          f"rejected, see {paths.rejects}) split into {len(train_names)} train and {len(val_names)} "

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, save, write_params
+from sr_core.config import load_params
 from sr_core.data import check_pairs, load_pair, read_split, split_names, write_split
 
 
@@ -140,3 +141,22 @@ def test_extra_folders_add_named_pairs_paired_or_hr_only(paired_folder, rng, tmp
         read_split(paired_folder / "split.json", paired_folder / "lr", paired_folder / "hr")
     with pytest.raises(ValueError, match="another training folder is also named 'T91'"):
         check_pairs(paired_folder / "lr", paired_folder / "hr", 4, extra_dirs=(extra / "T91", extra / "T91"))
+
+
+def test_round3_a_stable_split_moves_no_other_pair_when_one_is_fixed():
+    names = [f"{i:05d}.png" for i in range(200)]
+    fixed = names[:17] + names[18:]  # one bad pair taken out
+    train, val = split_names(names, 0.15, 42, "stable")
+    train_fixed, val_fixed = split_names(fixed, 0.15, 42, "stable")
+    assert set(train) | set(val) == set(names) and not set(train) & set(val)
+    assert set(val_fixed) == set(val) - {names[17]} and set(train_fixed) == set(train) - {names[17]}
+    assert 0.08 < len(val) / len(names) < 0.22  # val_split on average
+    assert split_names(names, 0.15, 1, "stable") != (train, val)  # the seed still chooses
+    moved = (set(split_names(names, 0.15, 42)[1]) ^ set(split_names(fixed, 0.15, 42)[1])) - {names[17]}
+    assert len(moved) > 5  # what the reference split does: most of val changes
+
+
+def test_round3_split_method_is_a_param_with_its_choices(tmp_path):
+    assert load_params(write_params(tmp_path, {"split": {"method": "stable"}})).split.method == "stable"
+    with pytest.raises(ValueError, match="split.method"):
+        load_params(write_params(tmp_path, {"split": {"method": "random"}}))
