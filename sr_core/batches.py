@@ -6,7 +6,6 @@ uint8 arrays: on the GPU when they fit there beside a training step, else in RAM
 scored again and again from `ImageBatches`.
 """
 
-import hashlib
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sr_core.data import Pair, load_pair
+from sr_core.data import Pair, cache_key, load_pair
 from sr_core.files import write_bytes
 from sr_core.images import image_size
 from sr_core.inference import same_size_batches
@@ -33,16 +32,13 @@ def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = N
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Every pair as (lr_img, hr_img) HWC uint8, decoded once, in `workers` threads (0: one per core).
 
-    With `cache_dir`, the arrays are saved there as .npy files (named by a hash of the source files'
-    paths, sizes and modification times, so an edited image is decoded again) and memory-mapped
+    With `cache_dir`, the arrays are saved there as .npy files (named by `data.cache_key`) and memory-mapped
     copy-on-write (writable for torch, never written back).
     """
     def decode(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         if cache_dir is None:
             return load_pair(pair, scale)
-        sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in (pair.lr_path, pair.hr_path) if p is not None]
-        key = hashlib.sha256(repr((sources, scale)).encode()).hexdigest()[:32]
+        key = cache_key(pair, scale)
         lr_file, hr_file = Path(cache_dir) / f"{key}.lr.npy", Path(cache_dir) / f"{key}.hr.npy"
         if not (lr_file.exists() and hr_file.exists()):
             for path, img in zip((lr_file, hr_file), load_pair(pair, scale)):
@@ -59,7 +55,7 @@ GPU_STEP_MARGIN = 1.5  # times a training step's measured peak kept free beside 
 GPU_RESERVE = 2**30  # and this for cuDNN's workspaces, the allocator's slack and validation
 
 
-def gigabytes(num_bytes: float) -> str:
+def size_text(num_bytes: float) -> str:
     """A size for the log: GB, or MB under one GB."""
     return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
 
@@ -77,14 +73,14 @@ def residency(data_bytes: int, decode_cache: str, ram_available: int, processes:
     reasons = []
     if gpu_free is not None:
         fits = data_bytes + GPU_STEP_MARGIN * step_peak + GPU_RESERVE <= gpu_free
-        reasons.append(f"{gigabytes(data_bytes)} decoded + {GPU_STEP_MARGIN} x {gigabytes(step_peak)} for a training "
-                       f"step + {gigabytes(GPU_RESERVE)} {'fit in' if fits else 'exceed'} the {gigabytes(gpu_free)} "
+        reasons.append(f"{size_text(data_bytes)} decoded + {GPU_STEP_MARGIN} x {size_text(step_peak)} for a training "
+                       f"step + {size_text(GPU_RESERVE)} {'fit in' if fits else 'exceed'} the {size_text(gpu_free)} "
                        f"free on the GPU")
         if fits:
             return "gpu", reasons[0]
     fits = processes * data_bytes < ram_available / 2
-    reasons.append(f"{processes} x {gigabytes(data_bytes)} decoded {'fit in' if fits else 'exceed'} half the "
-                   f"{gigabytes(ram_available)} of RAM available")
+    reasons.append(f"{processes} x {size_text(data_bytes)} decoded {'fit in' if fits else 'exceed'} half the "
+                   f"{size_text(ram_available)} of RAM available")
     if decode_cache == "memory":
         return "ram", "; ".join(reasons + ["train.decode_cache is memory"])
     return ("ram" if fits else "disk"), "; ".join(reasons)

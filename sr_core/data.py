@@ -70,6 +70,14 @@ def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return read_pair(pair, scale)[:2]
 
 
+def cache_key(pair: Pair, *layout) -> str:
+    """A name for files decoded from `pair`: a hash of its files' paths, sizes and modification
+    times and of `layout`, so an edited image, or another layout, is decoded again."""
+    sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in (pair.lr_path, pair.hr_path)
+               if p is not None]
+    return hashlib.sha256(repr((sources, *layout)).encode()).hexdigest()[:32]
+
+
 def lr_shape(pair: Pair, scale: int) -> tuple[int, int]:
     """(height, width) of the pair's LR as `load_pair` gives it, read from a file's header only."""
     width, height = image_size(pair.lr_path or pair.hr_path)

@@ -16,7 +16,6 @@ stored row by row with every LR row after its `scale` HR rows, so that a patch (
 contiguous read; background threads read the batch ahead of the training step.
 """
 
-import hashlib
 import os
 import queue
 import threading
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sr_core.data import Pair, load_pair, lr_shape
+from sr_core.data import Pair, cache_key, load_pair, lr_shape
 from sr_core.files import write_bytes
 from sr_core.parallel import num_workers, ordered_map
 
@@ -114,6 +113,15 @@ class ImageStore:
         """Nothing to release: the buffer goes with the store."""
 
 
+def strip_geometry(widths: np.ndarray, patch_widths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(strip width, step between strips, number of strips) of images `widths` LR pixels wide cut
+    for patches `patch_widths` wide: strips `STRIP_PATCHES` patches wide that overlap by a patch,
+    the last flush with the right edge; strip j starts at min(j * step, width - strip width)."""
+    strip = np.minimum(widths, STRIP_PATCHES * patch_widths)
+    step = np.maximum(strip - patch_widths, 1)
+    return strip, step, np.where(strip == widths, 1, -(-(widths - strip) // step) + 1)
+
+
 class StripStore:
     """Decoded pairs as files laid out so that one patch (HR and LR) is one contiguous read (see
     `strips`), for when they exceed RAM. The reads of a batch run in `READ_THREADS` threads and go
@@ -124,12 +132,12 @@ class StripStore:
         s = scale
         self.lr_shapes = np.array(lr_shapes, dtype=np.int64).reshape(-1, 2)
         self.patch_widths = np.full(len(files), patch_side) if patch_side else self.lr_shapes[:, 1]
-        self.strip_widths = np.minimum(self.lr_shapes[:, 1], STRIP_PATCHES * self.patch_widths)
+        self.strip_widths, self.steps, self.strip_counts = strip_geometry(self.lr_shapes[:, 1], self.patch_widths)
         self.record_bytes = 3 * self.strip_widths * (s * s + 1)  # s HR rows of s * width pixels, one LR row
         self.strip_bytes = self.lr_shapes[:, 0] * self.record_bytes
         self.slot_bytes = int((patch_side or self.lr_shapes[:, 0].max()) * self.record_bytes.max())  # one patch's read
         self.row_bytes = int(3 * s * self.patch_widths.max())
-        for path, size in zip(files, self.strip_counts() * self.strip_bytes):
+        for path, size in zip(files, self.strip_counts * self.strip_bytes):
             if path.stat().st_size != size:
                 raise ValueError(f"{path}: {path.stat().st_size} bytes where its layout needs {size}; delete it "
                                  f"and run again")
@@ -139,15 +147,11 @@ class StripStore:
     def decode(cls, pairs: list[Pair], scale: int, patch_side: int, cache_dir: str | Path, workers: int = 0
                ) -> "StripStore":
         """Every pair decoded in `workers` threads (0: one per core) into a file of `cache_dir` laid out
-        for patches of `patch_side` LR pixels (0: whole images), named
-        by a hash of the source files' paths, sizes and modification times and of the layout, so an
-        edited image is decoded again and a file already there is used as it is. Files are written
-        atomically: concurrent ranks, a kill or a full disk leave no half file."""
+        for patches of `patch_side` LR pixels (0: whole images), named by `data.cache_key` (a file
+        already there is used as it is). Files are written atomically: concurrent ranks, a kill or a
+        full disk leave no half file."""
         def write(pair: Pair) -> Path:
-            sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
-                       for p in (pair.lr_path, pair.hr_path) if p is not None]
-            key = hashlib.sha256(repr((sources, scale, patch_side, STRIP_PATCHES)).encode()).hexdigest()[:32]
-            path = Path(cache_dir) / f"{key}.strips"
+            path = Path(cache_dir) / f"{cache_key(pair, scale, patch_side, STRIP_PATCHES)}.strips"
             if not path.exists():
                 write_bytes(path, strips(*load_pair(pair, scale), scale, patch_side))
             return path
@@ -156,20 +160,13 @@ class StripStore:
             files = list(tqdm(pool.map(write, pairs), total=len(pairs), desc="decoding to disk", unit="pair", leave=False))
         return cls(files, [lr_shape(pair, scale) for pair in pairs], scale, patch_side)
 
-    def strip_counts(self) -> np.ndarray:
-        """The number of strips of each image."""
-        width, strip = self.lr_shapes[:, 1], self.strip_widths
-        return np.where(strip == width, 1, -(-(width - strip) // np.maximum(strip - self.patch_widths, 1)) + 1)
-
     def rows(self, draw: Draw, patch: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
         """Reads each patch's records into a slot of a fresh buffer, in threads, and returns the
         buffer and the start of each row segment in it (see `cut`)."""
         s, h = self.scale, patch[0]
-        strip_width, record = self.strip_widths[draw.images], self.record_bytes[draw.images]
-        step = np.maximum(strip_width - self.patch_widths[draw.images], 1)
-        last = self.lr_shapes[draw.images, 1] - strip_width
-        strip = np.minimum(draw.x // step, self.strip_counts()[draw.images] - 1)
-        x_in_strip = draw.x - np.minimum(strip * step, last)
+        strip_width, record, step = (a[draw.images] for a in (self.strip_widths, self.record_bytes, self.steps))
+        strip = np.minimum(draw.x // step, self.strip_counts[draw.images] - 1)
+        x_in_strip = draw.x - np.minimum(strip * step, self.lr_shapes[draw.images, 1] - strip_width)
         read_at = strip * self.strip_bytes[draw.images] + draw.y * record
         buffer = np.empty(len(draw.images) * self.slot_bytes + self.row_bytes, dtype=np.uint8)
         view = memoryview(buffer)
@@ -197,15 +194,11 @@ class StripStore:
 
 
 def strips(lr_img: np.ndarray, hr_img: np.ndarray, scale: int, patch_side: int) -> bytes:
-    """A pair in `StripStore`'s layout for patches of `patch_side` LR pixels (0: whole images):
-    vertical strips `STRIP_PATCHES` patches wide that overlap by a patch, so that every patch lies
-    whole in one, one after another, each stored as a record per LR row: the `scale` HR rows of
-    that row, then the LR row."""
+    """A pair in `StripStore`'s layout for patches of `patch_side` LR pixels (0: whole images): its
+    strips (see `strip_geometry`; every patch lies whole in one) one after another, each stored as
+    a record per LR row: the `scale` HR rows of that row, then the LR row."""
     height, width = lr_img.shape[:2]
-    patch_width = patch_side or width
-    strip = min(width, STRIP_PATCHES * patch_width)
-    step = max(strip - patch_width, 1)
-    count = 1 if strip == width else -(-(width - strip) // step) + 1
+    strip, step, count = (int(a) for a in strip_geometry(np.array(width), np.array(patch_side or width)))
     out = []
     for j in range(count):
         x = min(j * step, width - strip)
@@ -259,12 +252,12 @@ class PatchBatcher:
         self.num_images = len(store.lr_shapes)
         self.rng = np.random.default_rng(seed)
         self.order, self.position = self.rng.permutation(self.num_images), 0
-        self._state = self.state_now()
+        self._state = self._draw_state()
         self.prefetch = store.device != device or isinstance(store, StripStore)
         self._queue, self._thread, self._stop = None, None, threading.Event()
 
     # --- the draws: numpy on the host, one call per quantity ---------------------------------
-    def state_now(self) -> dict:
+    def _draw_state(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "order": self.order.tolist(), "position": self.position}
 
     def draw(self) -> Draw:
@@ -299,16 +292,13 @@ class PatchBatcher:
         return blocks.view(-1, 3).index_select(0, pixels.view(-1))
 
     def views(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lr, hr) NCHW uint8 views of `cut`'s output: strides only, no copy."""
+        """(lr, hr) NCHW uint8 views of `cut`'s output: strides only, no copy. Each sample is its HR
+        patch's rows, then its LR patch's rows: as row segments of the HR width (no augmentation),
+        or as pixels, flipped or turned."""
         s, (h, w), n = self.store.scale, self.patch, self.batch_size
-        if self.table is None:  # blocks of s*h HR rows then h LR rows, each row s*w pixels long
-            sample = (s * h + h) * s * w * 3
-            hr = pixels.as_strided((n, 3, s * h, s * w), (sample, 1, 3 * s * w, 3))
-            lr = pixels.as_strided((n, 3, h, w), (sample, 1, 3 * s * w, 3), pixels.storage_offset() + s * h * s * w * 3)
-        else:  # each sample's HR pixels then its LR pixels, flipped or turned (turns only when h == w)
-            sample = (s * s + 1) * h * w * 3
-            hr = pixels.as_strided((n, 3, s * h, s * w), (sample, 1, 3 * s * w, 3))
-            lr = pixels.as_strided((n, 3, h, w), (sample, 1, 3 * w, 3), pixels.storage_offset() + s * s * h * w * 3)
+        sample, lr_row = ((s * h + h) * s * w * 3, 3 * s * w) if self.table is None else ((s * s + 1) * h * w * 3, 3 * w)
+        hr = pixels.as_strided((n, 3, s * h, s * w), (sample, 1, 3 * s * w, 3))
+        lr = pixels.as_strided((n, 3, h, w), (sample, 1, lr_row, 3), pixels.storage_offset() + 3 * s * s * h * w)
         return lr, hr
 
     def prepared(self) -> tuple[torch.Tensor, dict]:
@@ -316,7 +306,7 @@ class PatchBatcher:
         pixels = self.cut(self.draw())
         if self.device.type == "cuda" and pixels.device.type == "cpu":
             pixels = pixels.pin_memory()
-        return pixels, self.state_now()
+        return pixels, self._draw_state()
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch as (lr, hr) float tensors in 0..1 on `device` (channels_last on CUDA)."""

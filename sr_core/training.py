@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -256,9 +255,9 @@ def decode_data(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
     """The train pairs decoded once where `residency` chooses (the choice and its reason logged),
     and the val pairs, if any, as batches beside them: scored again and again, they are decoded once too."""
     cfg, scale, workers = params.train, params.model.scale, params.inference.workers
-    cuda = device.type == "cuda"
+    on_gpu_possible = device.type == "cuda" and cfg.decode_cache != "disk"  # the probe only serves that choice
     gpu = (torch.cuda.mem_get_info(device)[0], step_peak_bytes(model, train_pairs[0], cfg, scale, batch_size, device)
-           ) if cuda else ()
+           ) if on_gpu_possible else ()
     where, why = residency(sum(decoded_bytes(pair, scale) for pair in train_pairs + val_pairs), cfg.decode_cache,
                            psutil.virtual_memory().available, int(os.environ.get("LOCAL_WORLD_SIZE", 1)), *gpu)
     if log_choice:
