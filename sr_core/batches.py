@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from sr_core.data import Pair, cache_key, load_pair
-from sr_core.files import write_bytes
+from sr_core.files import size_text, write_bytes
 from sr_core.images import image_size
 from sr_core.inference import same_size_batches
 from sr_core.parallel import num_workers
@@ -53,11 +53,6 @@ def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = N
 
 GPU_STEP_MARGIN = 1.5  # times a training step's measured peak kept free beside images on a GPU
 GPU_RESERVE = 2**30  # and this for cuDNN's workspaces, the allocator's slack and validation
-
-
-def size_text(num_bytes: float) -> str:
-    """A size for the log: GB, or MB under one GB."""
-    return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
 
 
 def residency(data_bytes: int, decode_cache: str, ram_available: int, processes: int,

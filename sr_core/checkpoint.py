@@ -8,6 +8,7 @@ Checkpoints are serialised in memory, then written atomically (`files.write_byte
 import io
 import json
 import logging
+import os
 import pickle
 import time
 import warnings
@@ -16,7 +17,8 @@ from typing import Any
 
 import torch
 
-from sr_core.config import ModelConfig, build, to_dict
+from sr_core.config import (ModelConfig, Params, build, describe_differences, param_differences, stage_params,
+                             to_dict)
 from sr_core.files import write_bytes
 from sr_core.model import SRResNet
 from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel, load_onnx
@@ -128,11 +130,35 @@ def save_train_state(path: str | Path, state: dict) -> None:
     _save(path, state)
 
 
-def load_train_state(path: str | Path, fingerprint: str, epochs: int) -> dict | None:
-    """The resume state at `path` if a run of the same fingerprint stopped there before `epochs`.
+def hold_train_state(path: str | Path) -> None:
+    """Locks the resume state at `path` for this process (and torchrun, if it execs that) until it
+    ends, through a hidden lock file beside it: a second training on the same files (a `dvc repro`
+    or `python stages/train.py` started meanwhile) would overwrite this one's, so it stops at once."""
+    import fcntl  # POSIX: the project trains on Linux and macOS
 
-    A finished run is not resumed: DVC reruns a finished stage only when something it depends on
-    changed (code, data), so that is a new run. A state that cannot be read is renamed to
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)  # never closed: held to the end
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ValueError(f"{path}: another training is running on it (process {holder}), and two would overwrite "
+                         f"each other's files: wait for it to end, or stop it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    os.set_inheritable(fd, True)
+
+
+def load_train_state(path: str | Path, fingerprint: str, epochs: int, sources: str) -> dict | None:
+    """The resume state at `path` if a run of the same fingerprint wrote it, with `state["finished"]`
+    true when that run ended (its last epoch, or its time limit).
+
+    A finished run is reused only when its code and data (`sources`, see training.sources_stamp)
+    are the same too: DVC reruns a stage whose outputs it recorded only when something it depends
+    on changed, which makes a new run; a finished run it did not record (params.yaml edited
+    meanwhile, `dvc` killed) is reused. A state that cannot be read is renamed to
     `PATH.TIME.unreadable` with a warning, and training starts afresh.
     """
     path = Path(path)
@@ -150,7 +176,28 @@ def load_train_state(path: str | Path, fingerprint: str, epochs: int) -> dict | 
     if run != fingerprint:
         log.info("%s is from a run with other params (%s, not %s): starting afresh", path, run, fingerprint)
         return None
-    if epoch >= epochs or state.get("finished"):
-        log.info("%s is from a finished run (%d epochs): starting afresh", path, epoch)
+    state["finished"] = bool(state.get("finished")) or epoch >= epochs
+    if state["finished"] and state.get("sources") != sources:
+        log.info("%s is from a finished run (%d epochs) of other code or data: starting afresh", path, epoch)
         return None
+    if state["finished"]:
+        log.info("%s is from a finished run (%d epochs) of these params, code and data: its model, history and "
+                 "metrics are written again without training", path, epoch)
     return state
+
+
+def require_trained_with(path: str | Path, params: Params) -> None:
+    """Refuses the train stage's model (`path` is `params.paths.model`) when the params stored in it
+    differ from `params` in a key the train stage tracks: DVC's record of that stage would not be
+    this model's (a stage run by hand, or `dvc repro -s`, after params.yaml changed). Other models
+    (exports, checked when written; a model from elsewhere) hold no such record and pass."""
+    if os.path.normpath(path) != os.path.normpath(params.paths.model):
+        return
+    stored = load_checkpoint(path).get("params")
+    if stored is None:
+        raise ValueError(f"{path}: holds no training params, so it is not the train stage's model")
+    differences = param_differences(stored, to_dict(params), stage_params("train"))
+    if differences:
+        raise ValueError(f"{path} was trained with other params than params.yaml's "
+                         f"({describe_differences(differences, 'there', 'in params.yaml')}): run dvc repro to "
+                         f"train with params.yaml's values, or restore those the model was trained with")

@@ -7,8 +7,13 @@ Set SR_DEBUG=1 to see the traceback too.
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from sr_core.config import Params, describe_differences, load_params, param_differences, stage_params, to_dict
+from sr_core.files import size_text
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -22,7 +27,8 @@ def argument_parser(description: str, prog: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[], object]) -> None:
-    """Calls `main` with logging set up; a ValueError or OSError exits with status 1 and one line."""
+    """Calls `main` with logging set up; a ValueError or OSError exits with status 1 and one line,
+    and so does an allocation that fails (host or GPU), naming the settings that bound memory."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         main()
@@ -30,3 +36,47 @@ def run(main: Callable[[], object]) -> None:
         if os.environ.get("SR_DEBUG"):
             raise
         sys.exit(f"error: {error}\n(set SR_DEBUG=1 to see the traceback)")
+    except (MemoryError, RuntimeError) as error:
+        if os.environ.get("SR_DEBUG") or not out_of_memory(error):
+            raise
+        sys.exit(f"error: out of memory ({allocation(error)}): lower --tile (inference.tile) for images, or "
+                 f"train.batch_size / train.patch_size for training\n(set SR_DEBUG=1 to see the traceback)")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: Python's or numpy's MemoryError, PyTorch's
+    CUDA out-of-memory error, or its CPU allocator's RuntimeError."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or \
+        "can't allocate memory" in str(error) or "not enough memory" in str(error)
+
+
+def allocation(error: BaseException) -> str:
+    """What the failed allocation asked for, from the error's message (`you tried to allocate N
+    bytes`, `Tried to allocate 2.00 GiB`), or its first line."""
+    found = re.search(r"tried to allocate ([\d.]+ ?\w+)", str(error), re.IGNORECASE)
+    if found:
+        amount = found.group(1)
+        return f"{size_text(int(amount.split()[0]))} asked for" if amount.endswith("bytes") else f"{amount} asked for"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def run_stage(stage: Callable[[Params], object], script: str) -> None:
+    """Runs the pipeline stage in `script` (stages/NAME.py, stage NAME of dvc.yaml) on params.yaml's
+    params, as `run` does, then fails if params.yaml no longer holds the values it ran with for the
+    keys dvc.yaml lists for it. DVC reads params.yaml when a stage ends
+    and records those values in dvc.lock, so an edit made meanwhile (by hand, or by a `dvc exp run
+    -S` that found the pipeline locked) would be recorded for outputs made with other values."""
+    name = Path(script).stem
+
+    def checked() -> None:
+        params = load_params()
+        stage(params)
+        differences = param_differences(to_dict(params), to_dict(load_params()), stage_params(name))
+        if differences:
+            changes = describe_differences(differences, "at its start", "now")
+            raise ValueError(f"params.yaml changed while stage {name} ran ({changes}), so it fails and DVC records "
+                             f"nothing: its outputs were made with the values at its start. Run dvc repro again to "
+                             f"redo it with the new values, or restore the old ones first (a finished training is "
+                             f"then reused, not redone)")
+
+    run(checked)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import random
+import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from sr_core.files import write_json
-from sr_core.images import ImageError, bicubic_downscale, crop_to_multiple, image_size, list_images, read_image
+from sr_core.images import (ImageError, bicubic_downscale, crop_to_multiple, image_size, list_images, name_key,
+                            read_image)
 from sr_core.parallel import num_workers
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,31 @@ class Reject:
 
 def list_pairs(lr_dir: str | Path | None, hr_dir: str | Path) -> tuple[list[Pair], list[Reject]]:
     """The pairs by file name, sorted, without decoding, and a Reject for every file without its
-    partner. With `lr_dir` None every HR file is a pair whose LR is made from it (see load_pair)."""
-    hr_files = {p.name: p for p in list_images(hr_dir)}
+    partner. With `lr_dir` None every HR file is a pair whose LR is made from it (see load_pair).
+
+    Names are matched Unicode-normalised (NFC): macOS writes names decomposed (NFD), most other
+    systems composed, and files copied between them keep either form; a pair's name is the NFC
+    one. A reject whose partner differs only in case says so."""
+    hr_files = _by_name(hr_dir)
     if lr_dir is None:
         return [Pair(n, None, hr_files[n]) for n in sorted(hr_files)], []
-    lr_files = {p.name: p for p in list_images(lr_dir)}
-    rejects = [Reject(n, f"no HR file in {hr_dir}") for n in sorted(lr_files.keys() - hr_files.keys())]
-    rejects += [Reject(n, f"no LR file in {lr_dir}") for n in sorted(hr_files.keys() - lr_files.keys())]
+    lr_files = _by_name(lr_dir)
+    lr_keys, hr_keys = ({name_key(n): n for n in files} for files in (lr_files, hr_files))
+    rejects = [Reject(n, f"no HR file in {hr_dir}{_case_hint(n, hr_keys)}") for n in sorted(lr_files.keys() - hr_files.keys())]
+    rejects += [Reject(n, f"no LR file in {lr_dir}{_case_hint(n, lr_keys)}") for n in sorted(hr_files.keys() - lr_files.keys())]
     return [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())], rejects
+
+
+def _by_name(folder: str | Path) -> dict[str, Path]:
+    """The images of `folder` by their NFC name (see `list_pairs`)."""
+    return {unicodedata.normalize("NFC", path.name): path for path in list_images(folder)}
+
+
+def _case_hint(name: str, others: dict[str, str]) -> str:
+    """What to tell about a name without a partner when the other folder's names (by `name_key`)
+    hold one that differs only in case."""
+    partner = others.get(name_key(name))
+    return f" ({ascii(partner)} there differs only in case: a pair needs one name)" if partner else ""
 
 
 def list_folder(folder: str | Path) -> tuple[list[Pair], list[Reject]]:
@@ -213,17 +232,17 @@ def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path, extra_d
 
 def named_pairs(names: list[str], lr_dir: str | Path, hr_dir: str | Path, extra_dirs: tuple[str | Path, ...] = (),
                 shown_as: str | Path = "the split") -> list[Pair]:
-    """The pairs of training-pair names (see `training_pairs`) under the given folders."""
+    """The pairs of training-pair names (see `training_pairs`) as the folders hold them now."""
     folders = _prefixes(extra_dirs)
-
-    def pair(name: str) -> Pair:
-        prefix, _, file = name.rpartition("/")
-        if not prefix:
-            return Pair(name, Path(lr_dir) / name, Path(hr_dir) / name)
-        if prefix not in folders:
+    for name in names:
+        prefix = name.rpartition("/")[0]
+        if prefix and prefix not in folders:
             raise ValueError(f"{shown_as} names {name}, but no folder of data.extra_train_dirs is named {prefix!r}; "
                              f"run the split stage again")
-        lr_folder = _lr_dir_of(folders[prefix])
-        return Pair(name, lr_folder / file if lr_folder else None, folders[prefix] / "hr" / file)
-
-    return [pair(name) for name in names]
+    pairs = {pair.name: pair for pair in training_pairs(lr_dir, hr_dir, extra_dirs)[0]}
+    missing = [name for name in names if name not in pairs]
+    if missing:
+        raise ValueError(f"{shown_as} names {len(missing)} pairs the data folders no longer hold "
+                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): moved, renamed or removed "
+                         f"since the split; run the split stage again (dvc repro)")
+    return [pairs[name] for name in names]

@@ -8,9 +8,12 @@ nothing is started at all. torchrun reads its other options from `PET_*` variabl
 `PET_NODE_RANK`, `PET_MASTER_ADDR`, `PET_MASTER_PORT`, or `PET_RDZV_BACKEND`/`PET_RDZV_ENDPOINT`/`PET_RDZV_ID`),
 which is how a run spans machines (docs/scale-and-gpus.md).
 
-torchrun starts its workers in their own sessions, so a SIGKILL to the stage's process group (what
-a killed `dvc repro` gets) would leave them training with nobody to write their results: every
-worker asks the kernel to kill it when its parent dies.
+A stage outlives a `dvc` that is killed (a scheduler's SIGTERM, `kill`, a closing container), and
+would train on with nobody to record its results, beside the next `dvc repro`: the stage's process
+asks the kernel for a SIGTERM when its parent dies (torchrun, which keeps that request across
+`exec`, then stops its workers). torchrun starts its workers in their own sessions, so a SIGKILL
+to the stage's process group would leave them training too: every worker asks the kernel to kill
+it when torchrun dies.
 """
 
 import ctypes
@@ -42,15 +45,18 @@ def several_machines() -> bool:
 def launch(processes: int, script: str) -> None:
     """Returns when this process is the one to train: a single process, or a worker of torchrun with
     `processes` workers on this machine. Otherwise replaces this process with torchrun running
-    `script` in `processes` workers, and does not return."""
+    `script` in `processes` workers, and does not return. Either way, the training ends when the
+    process that started the stage (`dvc`) dies."""
+    parent = os.getppid()
     if under_torchrun():
         started = int(os.environ["LOCAL_WORLD_SIZE"])
         if started != processes:
             raise ValueError(f"train.processes is {processes} but torchrun started {started} processes on this "
                              f"machine: set train.processes to {started} (e.g. dvc exp run -S train.processes="
                              f"{started}), and the train stage starts torchrun itself")
-        die_with_launcher()
+        die_with_parent(signal.SIGKILL, int(os.environ[LAUNCHER_PID]) if LAUNCHER_PID in os.environ else None)
         return
+    die_with_parent(signal.SIGTERM, parent)
     if processes == 1 and not several_machines():
         return
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", script]
@@ -61,14 +67,14 @@ def launch(processes: int, script: str) -> None:
     os.execv(sys.executable, command)
 
 
-def die_with_launcher() -> None:
-    """Has the kernel SIGKILL this worker when torchrun dies, and exits if it is gone already."""
+def die_with_parent(sig: int, parent: int | None) -> None:
+    """Has the kernel send `sig` to this process when its parent dies, and exits if `parent` (the
+    pid it was started by, when known) is gone already, before the request took effect."""
     if sys.platform != "linux":
         return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    launcher = os.environ.get(LAUNCHER_PID)
-    if launcher and os.getppid() != int(launcher):  # torchrun died before the prctl above
-        sys.exit(f"error: the torchrun process {launcher} that started this worker is gone")
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    if parent is not None and os.getppid() != parent:
+        sys.exit(f"error: the process {parent} that started this one is gone")
 
 
 def start_processes(device_name: str) -> tuple[int, int, torch.device]:

@@ -105,6 +105,11 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = No
         writer.writerows(rows)
 
 
+def size_text(num_bytes: float) -> str:
+    """A size for people: GB, or MB under one GB."""
+    return f"{num_bytes / 1e9:.1f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
+
+
 def sha256_of(path: str | Path) -> str:
     """The hex SHA-256 of the file's content; ValueError naming the file when it cannot be read."""
     digest = hashlib.sha256()

@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import stat
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,12 +56,27 @@ def special_file(path: str | Path) -> str | None:
     return SPECIAL_FILES.get(stat.S_IFMT(mode))
 
 
+def name_key(name: str) -> str:
+    """A file name as macOS, Windows and most shared drives compare names: Unicode-normalised (NFC;
+    macOS writes NFD) and case-folded. Two names with one key are one file there."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def how_names_differ(a: str, b: str) -> str:
+    """Why two names of one `name_key` are two names: case, Unicode normalisation, or both."""
+    if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
+        return "Unicode normalisation"
+    return "case" if a.casefold() == b.casefold() else "case and Unicode normalisation"
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """The images directly in `folder` (by suffix, see IMAGE_SUFFIXES), sorted by name.
 
     Symbolic links are listed whatever they point to, so a broken one fails by its name when it is
     read instead of vanishing. Other entries are skipped with a warning that names them; FIFOs,
     sockets and devices (which reading would block on) with a warning of their own, never opened.
+    Two images whose names differ only in case or Unicode normalisation (`name_key`) are an error:
+    on the file systems most users have they are one file, and their outputs or ids would clash.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -72,6 +88,14 @@ def list_images(folder: str | Path) -> list[Path]:
     if special:
         log.warning("%s: skipping %d entries that are not regular files: %s", folder, len(special),
                     ", ".join(f"{name} ({kind})" for name, kind in special.items()))
+    by_key = {}
+    for path in images:
+        by_key.setdefault(name_key(path.name), []).append(path.name)
+    clashes = [names for names in by_key.values() if len(names) > 1]
+    if clashes:
+        raise ValueError(f"{folder}: " + "; ".join(
+            f"{' and '.join(map(ascii, names))} differ only in {how_names_differ(*names[:2])}" for names in clashes)
+            + ": macOS, Windows and most shared drives take such names for one file; rename one of each")
     skipped = sorted({p.name for p in entries} - {p.name for p in named})
     if skipped:
         log.warning("%s: skipping %d entries that are not image files (%s): %s%s", folder, len(skipped),

@@ -7,6 +7,7 @@ network.
 """
 
 import argparse
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import psutil
 import torch
 from tqdm import tqdm
 
 from sr_core.config import InferenceConfig
-from sr_core.files import sha256_of, write_json
-from sr_core.images import list_images, read_image, resize_bicubic, warn_dropped, write_png
-from sr_core.model import SRResNet, receptive_radius
+from sr_core.files import sha256_of, size_text, write_bytes, write_json
+from sr_core.images import encode_png, list_images, name_key, read_image, resize_bicubic, warn_dropped
+from sr_core.model import SRResNet, inference_bytes, receptive_radius
 from sr_core.onnx_model import OnnxModel
 from sr_core.parallel import num_workers, ordered_map
 
@@ -145,8 +147,39 @@ def prediction_path(out_dir: str | Path, lr_path: Path) -> Path:
 RECORDS = "records.json"  # in a predictions folder: what each prediction was made from
 
 
+HOST_BYTES_PER_OUTPUT_PIXEL = 3.3  # an RGB output and its PNG encoding (measured: benchmarks/real_scale.py)
+ALPHA_BYTES_PER_OUTPUT_PIXEL = 5.0  # the upscaled alpha, and the RGBA copy of the output encoded with it
+
+
+def require_memory(model: Model, path: Path, lr_size: tuple[int, int], alpha: bool, tile: int) -> None:
+    """Refuses, with one line naming `path` and `--tile`, an image whose upscaling would need more
+    memory than is free: its output and encoding in RAM, the network's activations for one tile (or
+    the whole image) on the model's device. Checked before the output is allocated, so an image
+    too large for the machine stops with a reason instead of an allocation failure."""
+    height, width = lr_size
+    scale = model.config.scale
+    output = scale * scale * height * width * (HOST_BYTES_PER_OUTPUT_PIXEL + (ALPHA_BYTES_PER_OUTPUT_PIXEL if alpha else 0))
+    margin = 2 * receptive_radius(model.config)
+    piece = min(tile + margin, height) * min(tile + margin, width) if tile else height * width  # as upscale_into cuts
+    network = inference_bytes(model.config, piece)
+    ram = psutil.virtual_memory().available
+    if model.device.type == "cuda":
+        gpu = torch.cuda.mem_get_info(model.device)[0]
+        short = [(need, free, where) for need, free, where in ((output, ram, "RAM"), (network, gpu, "GPU memory"))
+                 if need > free]
+    else:
+        short = [(output + network, ram, "memory")] if output + network > ram else []
+    if short:
+        need, free, where = short[0]
+        raise ValueError(f"{path}: upscaling this {width}x{height} image needs about {size_text(need)} of {where} "
+                         f"({size_text(output)} for its {scale * width}x{scale * height} output, "
+                         f"{size_text(network)} for the network at --tile {tile}), more than the {size_text(free)} "
+                         f"free: lower --tile (inference.tile) for the network's share, or split the image")
+
+
 def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
-                  config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False) -> list[Path]:
+                  config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False
+                  ) -> dict[Path, str]:
     """Upscales each image file to a PNG of the same name in `out_dir` (see `prediction_path`).
 
     Decoding and PNG encoding run in `config.workers` threads, a few images ahead of and behind the
@@ -154,30 +187,37 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
     byte-identical whatever the number of workers. A file that does not decode stops the run with
     its name. With `keep_alpha_and_profile` (the upscale command), an input's alpha is upscaled
     bicubic into an RGBA output and its ICC profile is carried over; without it (predictions are
-    RGB by contract), what is dropped is logged per file. Returns the written paths.
+    RGB by contract), what is dropped is logged per file. Returns the SHA-256 of each written file
+    by its path.
     """
     out_paths = [prediction_path(out_dir, path) for path in lr_paths]
-    sources = {}
+    sources = {}  # by the output's name as file systems compare names (see images.name_key)
     for lr_path, out_path in zip(lr_paths, out_paths):
-        sources.setdefault(out_path, []).append(str(lr_path))
-    clashes = [f"{', '.join(paths)} would all be written to {out}" for out, paths in sources.items() if len(paths) > 1]
+        sources.setdefault(name_key(out_path.name), []).append((lr_path, out_path))
+    clashes = [f"{', '.join(str(lr) for lr, _ in paths)} would all be written to {paths[0][1]}"
+               for paths in sources.values() if len(paths) > 1]
     if clashes:
-        raise ValueError("; ".join(clashes))
+        raise ValueError("; ".join(clashes) + " (or to names that differ only in case, one file on macOS, Windows "
+                         "and most shared drives); rename one of each")
     workers = num_workers(config.workers)
     scale = model.config.scale
     kept = deque()  # (alpha, profile) of the images the network has taken, in order, until written
 
     def rgb_of(decoded_images: Iterable) -> Iterator[np.ndarray]:
         for path, decoded in zip(lr_paths, decoded_images):
+            require_memory(model, path, decoded.rgb.shape[:2], keep_alpha_and_profile and decoded.alpha is not None,
+                           config.tile)
             if not keep_alpha_and_profile:
                 warn_dropped(path, decoded)
             kept.append((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))
             yield decoded.rgb
 
-    def write(out_path: Path, sr_img: np.ndarray, alpha: np.ndarray | None, icc_profile: bytes | None) -> None:
+    def write(out_path: Path, sr_img: np.ndarray, alpha: np.ndarray | None, icc_profile: bytes | None) -> str:
         if alpha is not None:
             alpha = resize_bicubic(alpha, scale * alpha.shape[1], scale * alpha.shape[0])
-        write_png(out_path, sr_img, config.png_compress_level, alpha, icc_profile)
+        png = encode_png(sr_img, config.png_compress_level, alpha, icc_profile)
+        write_bytes(out_path, png)
+        return hashlib.sha256(png).hexdigest()
 
     with ThreadPoolExecutor(workers) as pool:
         sr_imgs = upscale_stream(model, rgb_of(ordered_map(pool, read_image, lr_paths, ahead=workers)),
@@ -185,16 +225,16 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
         written = ordered_map(pool, lambda item: write(*item),
                               ((out_path, sr_img, *kept.popleft()) for out_path, sr_img in zip(out_paths, sr_imgs)),
                               ahead=workers)
-        for _ in tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"):
-            pass
-    return out_paths
+        hashes = list(tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"))
+    return dict(zip(out_paths, hashes))
 
 
 def predict_folder(model: Model, lr_dir: str | Path, out_dir: str | Path,
                    config: InferenceConfig = InferenceConfig(), model_sha256: str = "") -> list[Path]:
     """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`),
-    and records in `out_dir/records.json` what each was made from: the test file's name and
-    SHA-256, and `model_sha256` (the checkpoint's), so that a submission can refuse a stale one.
+    and records in `out_dir/records.json` what each was made from (the test file's name and
+    SHA-256, and `model_sha256`, the checkpoint's) and its own SHA-256, so that a submission can
+    refuse a stale prediction, or one that changed since it was written.
 
     A file that does not decode stops the run with its name: a submission needs every test image.
     """
@@ -204,6 +244,7 @@ def predict_folder(model: Model, lr_dir: str | Path, out_dir: str | Path,
     written = upscale_files(model, lr_paths, out_dir, config)
     write_json(Path(out_dir) / RECORDS, {
         "model_sha256": model_sha256,
-        "predictions": {out.name: {"source": lr.name, "source_sha256": sha256_of(lr)} for lr, out in zip(lr_paths, written)}})
+        "predictions": {out.name: {"source": lr.name, "source_sha256": sha256_of(lr), "sha256": sha256}
+                        for lr, (out, sha256) in zip(lr_paths, written.items())}})
     log.info("wrote %d predictions to %s, and what each was made from to %s", len(written), out_dir, RECORDS)
-    return written
+    return list(written)

@@ -10,6 +10,7 @@ the csv module, so any file name is quoted correctly.
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import os
@@ -46,10 +47,11 @@ def submission_id(path: Path) -> str:
                          f"submission id; rename it") from error
 
 
-def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: str) -> None:
+def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: str) -> dict[Path, str]:
     """Each test image's prediction was made from that very file (its name and SHA-256) by the
     model whose checkpoint has `model_sha256`, as the predict stage recorded; else ValueError
-    naming the test file: a prediction left from another input or another model is stale."""
+    naming the test file: a prediction left from another input or another model is stale.
+    Returns the SHA-256 each prediction had when written, by test file, for the rows to check."""
     records_path = Path(pred_dir) / RECORDS
     try:
         records = json.loads(records_path.read_text(encoding="utf-8"))
@@ -70,6 +72,7 @@ def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: st
         if record.get("source_sha256") != sha256_of(test_path):
             raise ValueError(f"{test_path}: changed since its prediction {png} was made; run the predict stage "
                              f"(dvc repro)")
+    return {test_path: made_from[prediction_path(pred_dir, test_path).name].get("sha256") for test_path in test_paths}
 
 
 def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: str | Path, scale: int,
@@ -77,7 +80,8 @@ def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: st
     """One row per test image, in name order, the prediction's PNG bytes unchanged; then the whole
     file is checked (`check_submission`) before it is renamed to `out_path`, so a failed or killed
     check never leaves an unchecked submission. With `model_sha256` (the submit stage), every
-    prediction must be recorded as made from its test file by that model (`check_records`).
+    prediction must be recorded as made from its test file by that model (`check_records`), and
+    the bytes encoded must be those recorded when it was written.
     The file is UTF-8 whatever the locale. `workers` threads (0: one per core) read and encode the
     rows. Returns the row count."""
     test_paths = list_images(test_lr_dir)
@@ -87,15 +91,19 @@ def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: st
     if broken:  # a row per line is what readers of the CSV (and `check_submission`) expect
         raise ValueError(f"{test_lr_dir}: names with a line break cannot be submission ids: {broken}; rename them")
     ids = {path: submission_id(path) for path in test_paths}
-    if model_sha256 is not None:
-        check_records(test_paths, pred_dir, model_sha256)
+    written = check_records(test_paths, pred_dir, model_sha256) if model_sha256 is not None else {}
     workers = num_workers(workers)
 
     def encode_row(test_path: Path) -> str:
         png = prediction_path(pred_dir, test_path)
         if not png.is_file():
             raise FileNotFoundError(f"{png}: no prediction for test image {test_path}")
-        return f"{csv_field(ids[test_path])},{base64.b64encode(png.read_bytes()).decode('ascii')}\n"
+        content = png.read_bytes()
+        if test_path in written and hashlib.sha256(content).hexdigest() != written[test_path]:
+            raise ValueError(f"{png}: not the file the predict stage wrote for {test_path} (its content changed "
+                             f"since: overwritten, e.g. by a prediction whose name differs only in case, or "
+                             f"edited); run the predict stage (dvc repro)")
+        return f"{csv_field(ids[test_path])},{base64.b64encode(content).decode('ascii')}\n"
 
     def check(tmp_path: Path) -> None:
         check_submission(tmp_path, test_lr_dir, scale, workers, shown_as=out_path)

@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from sr_core.batches import ImageBatches, decode_pairs, decoded_bytes, residency
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
-from sr_core.config import InferenceConfig, Params, TrainConfig, to_dict
-from sr_core.data import Pair, lr_shape
+from sr_core.config import DVC_YAML, InferenceConfig, Params, TrainConfig, to_dict
+from sr_core.data import Pair, cache_key, lr_shape
 from sr_core.distributed import agreed, from_every_rank, from_rank0, start_processes
 from sr_core.evaluation import model_metrics
 from sr_core.files import sha256_of, write_csv
@@ -128,12 +128,22 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     budget = 60 * cfg.time_limit_minutes
     loss_fn = LOSSES[cfg.loss]
     local_batch = cfg.batch_size // world_size
+    sources = sources_stamp(train_pairs + val_pairs) if is_main else None
+    state = from_rank0(load_train_state(state_path, run_id, cfg.epochs, sources) if is_main else None, world_size)
+    if state is not None and is_main:  # DVC removed these outputs before the stage ran; the state holds them
+        write_csv(history_path, state["history"])
+        save_best(model_path, params, state["best"])
+    if state is not None and state["finished"]:
+        if world_size > 1:
+            dist.destroy_process_group()
+        stopped_by = "time limit" if state["epoch"] < cfg.epochs else "epochs"
+        return summary(params, state["history"], state["best"], steps_per_epoch, stopped_by, init_sha256, world_size,
+                       device) if is_main else None
     store, val_batches = decode_data(params, train_pairs, val_pairs if is_main else [], decode_cache_dir, device,
                                      model, local_batch, log_choice=is_main)
     batcher = PatchBatcher(store, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank, batch_size=local_batch)
 
     history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
-    state = from_rank0(load_train_state(state_path, run_id, cfg.epochs) if is_main else None, world_size)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -143,9 +153,6 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         batcher.set_state(state["batches"][rank])
         torch.set_rng_state(state["torch_rng"])
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-        if is_main:  # DVC removed these outputs before the stage ran; the state holds them
-            write_csv(history_path, history)
-            save_best(model_path, params, best)
         log.info("resuming after epoch %d of %d from %s", state["epoch"], cfg.epochs, state_path)
     step_model = DistributedDataParallel(model) if world_size > 1 else model
     if cfg.compile:
@@ -211,7 +218,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         elapsed, step_seconds = elapsed + epoch_seconds, epoch_seconds / steps_per_epoch
         if is_main:
             save_train_state(state_path, {
-                "fingerprint": run_id, "epoch": epoch, "finished": last, "elapsed": elapsed,
+                "fingerprint": run_id, "sources": sources, "epoch": epoch, "finished": last, "elapsed": elapsed,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
                 "batches": batcher_states, "history": history, "best": best,
@@ -229,24 +236,42 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     store.close()
     if world_size > 1:
         dist.destroy_process_group()
-    if not is_main:
-        return None
+    return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, world_size, device) if is_main else None
+
+
+def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, stopped_by: str,
+            init_sha256: str | None, world_size: int, device: torch.device) -> dict:
+    """The run's figures for the train stage's metrics file."""
     return {
         "best_epoch": best["epoch"],
         "best_val_psnr_rgb": best["val_psnr_rgb"],
         "best_val_psnr_y": best["val_psnr_y"],
         "epochs": len(history),
-        "nominal_epochs": cfg.epochs,
+        "nominal_epochs": params.train.epochs,
         "stopped_by": stopped_by,  # epochs | time limit
-        "time_limit_minutes": cfg.time_limit_minutes,
+        "time_limit_minutes": params.train.time_limit_minutes,
         "steps": len(history) * steps_per_epoch,
         "steps_per_second": len(history) / sum(1 / row["steps_per_second"] for row in history),  # of all epochs
-        "init_from": cfg.init_from or None,
+        "init_from": params.train.init_from or None,
         "init_from_sha256": init_sha256,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_params": sum(p.numel() for p in SRResNet(params.model).parameters()),
         "device": f"{world_size} x {device.type}",
         "train_seconds": sum(row["seconds"] for row in history),
     }
+
+
+def sources_stamp(pairs: list[Pair]) -> str:
+    """A hash of what DVC reruns the train stage for besides params: the project's code (sr_core and
+    the stage scripts, by content) and the pairs' files (by path, size and modification time, as
+    `data.cache_key`). A finished resume state is reused only when it matches too, so a stage rerun
+    for new code or data trains again, while one rerun after a run DVC did not record (params.yaml
+    edited meanwhile, `dvc` killed) writes that run's outputs without training again."""
+    code = sorted(Path(__file__).parent.glob("*.py")) + sorted((DVC_YAML.parent / "stages").glob("*.py"))
+    digest = hashlib.sha256()
+    for path in code:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(repr([cache_key(pair) for pair in pairs]).encode())
+    return digest.hexdigest()[:16]
 
 
 def decode_data(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], cache_dir: str | Path,

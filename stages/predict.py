@@ -1,21 +1,21 @@
 """Stage predict: every test LR image -> a 4x PNG of the same name, by `predict.model` (the .pt or
 an export of it)."""
 
-from sr_core.checkpoint import load_model
-from sr_core.cli import run
-from sr_core.config import load_params, require_folders
+from sr_core.checkpoint import load_model, require_trained_with
+from sr_core.cli import run_stage
+from sr_core.config import Params, require_folders
 from sr_core.files import sha256_of
 from sr_core.inference import pick_device, predict_folder
 
 
-def predict() -> None:
-    params = load_params()
+def predict(params: Params) -> None:
     require_folders(params, "data.test_lr_dir")
     model_path = params.predict.model
+    require_trained_with(model_path, params)
     model = load_model(model_path, pick_device(params.train.device), params.model.scale)
     predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference,
                    model_sha256=sha256_of(model_path))
 
 
 if __name__ == "__main__":
-    run(predict)
+    run_stage(predict, __file__)

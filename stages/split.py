@@ -4,15 +4,14 @@ import logging
 from collections import Counter
 from dataclasses import asdict
 
-from sr_core.cli import run
-from sr_core.config import load_params, require_folders
+from sr_core.cli import run_stage
+from sr_core.config import Params, require_folders
 from sr_core.data import NOTE_KINDS, check_pairs, split_names, write_split
 from sr_core.files import write_csv, write_json
 from sr_core.metrics import min_scored_side
 
 
-def split() -> None:
-    params = load_params()
+def split(params: Params) -> None:
     require_folders(params, "data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dirs")
     data, paths = params.data, params.paths
     scale, patch_size = params.model.scale, params.train.patch_size
@@ -40,4 +39,4 @@ def split() -> None:
 
 
 if __name__ == "__main__":
-    run(split)
+    run_stage(split, __file__)

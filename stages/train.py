@@ -4,16 +4,18 @@ With `train.processes` N above 1 this command restarts itself as torchrun with N
 on several machines see docs/scale-and-gpus.md.
 """
 
-from sr_core.cli import run
-from sr_core.config import load_params
+from sr_core.checkpoint import hold_train_state
+from sr_core.cli import run_stage
+from sr_core.config import Params
 from sr_core.data import read_split
-from sr_core.distributed import launch
+from sr_core.distributed import launch, under_torchrun
 from sr_core.files import write_json
 from sr_core.training import train as train_model
 
 
-def train() -> None:
-    params = load_params()
+def train(params: Params) -> None:
+    if not under_torchrun():  # torchrun's workers train under the lock of the process that started them
+        hold_train_state(params.paths.train_state)
     launch(params.train.processes, __file__)
     paths = params.paths
     data = params.data
@@ -25,4 +27,4 @@ def train() -> None:
 
 
 if __name__ == "__main__":
-    run(train)
+    run_stage(train, __file__)

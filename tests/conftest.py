@@ -1,5 +1,7 @@
 import csv
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +78,14 @@ def read_history(root: Path) -> list[dict]:
     """The rows of root/metrics/history.csv, the train stage's per-epoch history."""
     with open(root / "metrics" / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def wait_for_epochs(root: Path, process: subprocess.Popen, epochs: int) -> int:
+    """How many epochs root/metrics/history.csv holds once it holds `epochs`, while `process` (a
+    training) runs; fails the test if it ends or stalls first."""
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if (root / "metrics" / "history.csv").exists() and len(rows := read_history(root)) >= epochs:
+            return len(rows)
+        time.sleep(0.02)
+    pytest.fail(f"{process.args} ended or stalled before epoch {epochs}: {process.poll()}")

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import csv
 import io
+import json
 import logging
 import os
 import pickle
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 import yaml
@@ -37,11 +39,12 @@ from sr_core.checkpoint import load_model, load_train_state, save_checkpoint
 from sr_core.config import InferenceConfig, ModelConfig, load_params
 from sr_core.data import Pair, check_pairs, read_split, write_split
 from sr_core.evaluation import score_pairs
-from sr_core.files import atomic_write, write_bytes
+from sr_core.files import atomic_write, sha256_of, write_bytes
 from sr_core.images import MAX_INPUT_PIXELS, ImageError, list_images, read_image, read_rgb, resize_bicubic
 from sr_core.inference import predict_folder, upscale, upscale_files
 from sr_core.model import SRResNet
 from sr_core.submission import check_submission, write_submission
+from sr_core.upscale import main as upscale_main
 from sr_core.training import train
 
 CPU = torch.device("cpu")
@@ -255,11 +258,11 @@ def row07_unreadable_resume_state(tmp_path, caplog):
     assert summary["epochs"] == 1  # trained afresh
     [aside] = (tmp_path / "models").glob("last.pt.*.unreadable")
     assert f"{state}: not a checkpoint" in caplog.text and f"set aside as {aside}" in caplog.text
-    assert load_train_state(state, "another run", 2) is None  # the new state is readable
+    assert load_train_state(state, "another run", 2, "sources") is None  # the new state is readable
     # a model checkpoint where the resume state should be: set aside too
     aside.unlink()
     save_checkpoint(state, tiny_model())
-    assert load_train_state(state, "any", 2) is None
+    assert load_train_state(state, "any", 2, "sources") is None
     assert "not a resume state (no 'fingerprint')" in caplog.text
     assert len(list((tmp_path / "models").glob("last.pt.*.unreadable"))) == 1
 
@@ -622,7 +625,7 @@ def h11_malicious_pickles(tmp_path, caplog):
             load_model(path, CPU)
     state = tmp_path / "last.pt"
     state.write_bytes(zipped.read_bytes())
-    assert load_train_state(state, "any", 2) is None and not state.exists()  # refused, set aside
+    assert load_train_state(state, "any", 2, "sources") is None and not state.exists()  # refused, set aside
     assert not marker.exists()
 
 
@@ -891,3 +894,79 @@ def test_round3_writing_many_files_into_one_folder_lists_it_once(tmp_path, monke
         write_bytes(folder / f"{i:05d}.png", b"png")
     assert listed.count(folder.resolve()) == 1
     assert not stale.exists() and len(list(folder.iterdir())) == 200
+
+
+def test_round3_predictions_are_checked_by_content_and_names_as_file_systems_compare_them(tmp_path):
+    """`Img.png` and `img.png` are one file on macOS, Windows and most shared drives: one prediction
+    overwrote the other and submit took it, since it checked the records, not the files."""
+    model, rng = tiny_model(), np.random.default_rng(3)
+    for name in ("Img.png", "img.png"):
+        save(tmp_path / "test" / name, rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"test: 'Img.png' and 'img.png' differ only in case: macOS, Windows and "
+                                         r"most shared drives take such names for one file; rename one of each"):
+        predict_folder(model, tmp_path / "test", tmp_path / "pred", model_sha256="m")
+    for name, stem in (("cafe\u0301.png", "decomposed"), ("caf\u00e9.png", "composed")):  # NFD (macOS) and NFC
+        save(tmp_path / stem / name, rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))
+    (tmp_path / "decomposed" / "cafe\u0301.png").rename(tmp_path / "composed" / "cafe\u0301.png")
+    with pytest.raises(ValueError, match=r"'cafe\\u0301.png' and 'caf\\xe9.png' differ only in Unicode normalisation"):
+        list_images(tmp_path / "composed")  # two submission ids that print the same
+    with pytest.raises(ValueError, match=r"in/a.png, .*in/A.jpg would all be written to .*out/a.png \(or to names "
+                                         r"that differ only in case"):
+        upscale_files(model, [tmp_path / "in" / "a.png", tmp_path / "in" / "A.jpg"], tmp_path / "out")
+
+    (tmp_path / "test" / "Img.png").unlink()
+    predict_folder(model, tmp_path / "test", tmp_path / "pred", model_sha256="m")
+    records = json.loads((tmp_path / "pred" / "records.json").read_text())
+    assert records["predictions"]["img.png"]["sha256"] == sha256_of(tmp_path / "pred" / "img.png")
+    out = tmp_path / "submission.csv"
+    assert write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="m") == 1
+    submitted = out.read_bytes()
+    other = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)  # the other image's prediction, written over it
+    save(tmp_path / "pred" / "img.png", other)
+    with pytest.raises(ValueError, match=r"pred/img.png: not the file the predict stage wrote for .*test/img.png \("
+                                         r"its content changed since"):
+        write_submission(tmp_path / "test", tmp_path / "pred", out, 4, model_sha256="m")
+    assert out.read_bytes() == submitted  # the earlier submission stays
+
+
+def test_round3_pairs_match_on_normalised_names_and_rejects_say_when_names_differ_only_in_case(tmp_path):
+    """An LR named `café.png` composed (NFC) and its HR decomposed (NFD, as macOS writes names) gave
+    two rejects whose names printed the same."""
+    rng = np.random.default_rng(4)
+    for folder, name in (("lr", "caf\u00e9.png"), ("hr", "cafe\u0301.png"), ("lr", "X1.PNG"), ("hr", "x1.png")):
+        side = 8 if folder == "lr" else 32
+        save(tmp_path / folder / name, rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    pairs, rejects = check_pairs(tmp_path / "lr", tmp_path / "hr", 4)
+    assert [(p.name, p.lr_path.name, p.hr_path.name) for p in pairs] == [("caf\u00e9.png", "caf\u00e9.png",
+                                                                           "cafe\u0301.png")]
+    assert sorted((r.name, r.reason) for r in rejects) == [
+        ("X1.PNG", f"no HR file in {tmp_path / 'hr'} ('x1.png' there differs only in case: a pair needs one name)"),
+        ("x1.png", f"no LR file in {tmp_path / 'lr'} ('X1.PNG' there differs only in case: a pair needs one name)")]
+    write_split(tmp_path / "split.json", ["caf\u00e9.png"], ["caf\u00e9.png"])
+    train_pairs, _ = read_split(tmp_path / "split.json", tmp_path / "lr", tmp_path / "hr")
+    assert train_pairs[0].hr_path == tmp_path / "hr" / "cafe\u0301.png"  # the file as it is on disk
+
+
+def test_round3_memory_is_estimated_before_it_is_spent_and_a_failed_allocation_is_one_line(tmp_path, monkeypatch):
+    """A flat 12000x12000 image (under the pixel limit) ended in a traceback: `RuntimeError: can't
+    allocate memory: you tried to allocate 6912000000 bytes`. Here the machine's free memory is
+    made small instead of the image large."""
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)))
+    save(tmp_path / "in" / "flat.png", np.full((300, 300, 3), 128, np.uint8))
+    free = psutil.virtual_memory()._replace(available=100 * 10**6)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: free)
+    command = [str(tmp_path / "model.pt"), str(tmp_path / "in"), "--out", str(tmp_path / "out")]
+    with pytest.raises(ValueError, match=r"in/flat.png: upscaling this 300x300 image needs about 1\d\d.\d MB of memory "
+                                         r"\(4.8 MB for its 1200x1200 output, 1\d\d.\d MB for the network at --tile 512\), "
+                                         r"more than the 100.0 MB free: lower --tile \(inference.tile\)"):
+        upscale_main(command)
+    assert not (tmp_path / "out" / "flat.png").exists()
+    upscale_main(command + ["--tile", "64"])  # the network's share, tile by tile, fits
+    assert read_rgb(tmp_path / "out" / "flat.png").shape == (1200, 1200, 3)
+
+    allocating = subprocess.run([sys.executable, "-c", "import torch; from sr_core.cli import run; "
+                                 "run(lambda: torch.empty(10**13, dtype=torch.uint8))"],
+                                capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert allocating.returncode == 1 and "Traceback" not in allocating.stderr
+    assert allocating.stderr.startswith("error: out of memory (10000.0 GB asked for): lower --tile (inference.tile)")

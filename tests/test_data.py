@@ -1,5 +1,6 @@
 import csv
 import json
+import itertools
 import random
 import subprocess
 import sys
@@ -31,9 +32,15 @@ def test_split_changes_with_the_seed():
 
 
 def test_split_file_round_trip(tmp_path):
+    for folder, name in itertools.product(("lr", "hr"), ("a.png", "b.png")):
+        save(tmp_path / folder / name, np.zeros((8, 8, 3), np.uint8))
     write_split(tmp_path / "split.json", ["b.png"], ["a.png"])
     train, val = read_split(tmp_path / "split.json", tmp_path / "lr", tmp_path / "hr")
     assert [p.name for p in train] == ["b.png"] and val[0].hr_path == tmp_path / "hr" / "a.png"
+    (tmp_path / "lr" / "a.png").unlink()
+    with pytest.raises(ValueError, match=r"split.json names 1 pairs the data folders no longer hold \(a.png\): "
+                                         r"moved, renamed or removed since the split; run the split stage again"):
+        read_split(tmp_path / "split.json", tmp_path / "lr", tmp_path / "hr")
 
 
 def test_bad_pairs_are_reported_with_reasons(paired_folder, rng):

@@ -21,7 +21,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, deep_update, free_port, read_history, save
+from conftest import REPO, deep_update, free_port, read_history, save, wait_for_epochs
 from sr_core.checkpoint import load_model
 from sr_core.config import TrainConfig
 from sr_core.submission import check_submission
@@ -343,8 +343,9 @@ def test_two_processes_as_an_experiment_resumed_after_a_kill_and_on_two_machines
     experiment = read_history(root)
     assert len(experiment) == EPOCHS
 
+    (root / "models/last.pt").unlink()  # else the finished run is reused, not trained again
     by_hand = run_in(root, sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "stages/train.py")
-    assert "from a finished run" in by_hand and "on 2 x cpu" in by_hand
+    assert "on 2 x cpu" in by_hand
     assert same_run(read_history(root), experiment)
 
     for finished in ("metrics/history.csv", "models/last.pt"):  # polled below: only the new run's count
@@ -387,3 +388,61 @@ def test_two_processes_as_an_experiment_resumed_after_a_kill_and_on_two_machines
     assert machine_1.wait(timeout=120) == 0, machine_1.stderr.read()
     assert "on 2 x cpu" in machine_0
     assert same_run(read_history(root), experiment)
+
+
+def test_round3_dvc_records_only_what_ran_failed_outputs_come_back_and_a_killed_dvc_leaves_no_training(tmp_path):
+    """params.yaml edited while `dvc repro` trains: the stage fails naming the key, DVC records
+    nothing, and with params.yaml restored the finished run is reused; a failed stage's outputs,
+    removed by DVC, come back with `dvc checkout`; SIGTERM to `dvc` alone (a scheduler's stop)
+    takes its training with it; a file put in the demo's folder survives `dvc repro` and `dvc exp run`."""
+    root = tmp_path / "repo"
+    run = fresh_copy(root, lambda text: tiny_params(text).replace("epochs: 2", "epochs: 60"))
+    run("dvc", "repro", "split")
+    (root / "metrics/history.csv").unlink()  # the checkout's: polled below, only the new run's count
+    with open(tmp_path / "edited.log", "w") as log:
+        stage = subprocess.Popen(["dvc", "repro", "train"], cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        edited_at = wait_for_epochs(root, stage, 1)
+        (root / "params.yaml").write_text((root / "params.yaml").read_text().replace("lr: 0.0005", "lr: 0.001"))
+        assert stage.wait(timeout=300) != 0 and edited_at < 60
+    assert ("error: params.yaml changed while stage train ran (lr 0.0005 at its start, 0.001 now), so it fails and "
+            "DVC records nothing") in (tmp_path / "edited.log").read_text()
+    status = run("dvc", "status", "train")
+    assert "train:" in status and "modified:           lr" in status
+    trained = read_history(root)
+    assert len(trained) == 60
+
+    run("git", "checkout", "params.yaml")
+    reused = run_in(root, "dvc", "repro", "train")
+    assert "of these params, code and data: its model, history and metrics are written again" in reused
+    assert read_history(root) == trained and "train:" not in run("dvc", "status", "train")
+
+    # a stage that fails under dvc repro: DVC removed its outputs first, `dvc checkout` restores them
+    run("dvc", "repro")
+    submitted = (root / "submission.csv").read_bytes()
+    prediction = sorted((root / "data/predictions").glob("*.png"))[0]
+    prediction.write_bytes(sorted((root / "data/predictions").glob("*.png"))[1].read_bytes())  # overwritten
+    failed = subprocess.run(["dvc", "repro", "-s", "submit"], cwd=root, env=ENV, capture_output=True, text=True)
+    assert failed.returncode != 0 and f"{prediction.relative_to(root)}: not the file the predict stage wrote" in failed.stderr
+    assert not (root / "submission.csv").exists()
+    run("dvc", "checkout", "submission.csv")
+    assert (root / "submission.csv").read_bytes() == submitted
+
+    for finished in ("models/last.pt", "metrics/history.csv"):
+        (root / finished).unlink()
+    stage = subprocess.Popen(["dvc", "repro", "-f", "-s", "train"], cwd=root, env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    wait_for_epochs(root, stage, 1)
+    (trainer,) = psutil.Process(stage.pid).children()
+    stage.terminate()  # SIGTERM to dvc alone, not its process group
+    stage.wait()
+    trainer.wait(timeout=30)  # gone with it, not training on alone
+    assert len(read_history(root)) < 60
+
+    # a file a user put in the demo's folder: neither DVC nor the stage deletes it
+    mine = root / "data/demo/train/hr/mine.png"
+    mine.write_bytes(b"a user's file")
+    for command in (["dvc", "repro"], ["dvc", "exp", "run", "-S", "train.seed=1"]):  # exp run restores outputs first
+        refused = subprocess.run(command, cwd=root, env=ENV, capture_output=True, text=True)
+        assert refused.returncode != 0 and "data/demo is the demo stage's folder" in refused.stderr
+        assert mine.read_bytes() == b"a user's file"
+

@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, free_port, preset, read_history, write_params
-from sr_core.checkpoint import load_model
+from conftest import REPO, free_port, preset, read_history, wait_for_epochs, write_params
+from sr_core.checkpoint import hold_train_state, load_model
 from sr_core.config import DemoConfig, Params, TrainConfig
 from sr_core.data import check_pairs, load_pair, write_split
 from sr_core.demo import make_demo_data
@@ -236,8 +237,16 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     best = torch.load(workspace / "models" / "best.pt", weights_only=True)
     assert best["epoch"] == int(max(rows, key=lambda row: float(row["val_psnr_rgb"]))["epoch"])
 
-    finished = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
-    assert "from a finished run (8 epochs): starting afresh" in finished.stderr  # e.g. after a code change
+    (workspace / "models" / "best.pt").unlink()
+    reused = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
+    assert reused.returncode == 0, reused.stderr  # a run DVC did not record (dvc killed, params.yaml edited)
+    assert "of these params, code and data: its model, history and metrics are written again" in reused.stderr
+    assert read_history(workspace) == rows and (workspace / "models" / "best.pt").exists()
+    assert "epoch 1/8" not in reused.stderr  # not trained again
+
+    os.utime(workspace / "hr" / sorted(os.listdir(workspace / "hr"))[0])  # as an edited image
+    edited = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
+    assert "from a finished run (8 epochs) of other code or data: starting afresh" in edited.stderr
 
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["lr"] = 5e-4  # another run: its state must not be resumed
@@ -428,3 +437,49 @@ def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(phot
     params = dataclasses.replace(reference, lr=1e-3, model=dataclasses.replace(reference.model, bicubic_residual=True))
     gain, spread = short_run(params, photo_tiles, tmp_path, epochs=2, schedule="constant")
     assert spread < 1e-3, f"not collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
+
+
+def test_round3_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace):
+    write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
+                             "model": {"num_blocks": 1, "num_features": 8}, "lr": 1e-3,
+                             "train": {"epochs": 30, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
+    process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
+    edited_at = wait_for_epochs(workspace, process, 1)
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["lr"], params["evaluate"]["num_samples"] = "5e-04", 1  # as `dvc exp run -S lr=5e-4` writes it
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    _, stderr = process.communicate(timeout=300)
+    assert edited_at < 30 and process.returncode == 1
+    assert stderr.splitlines()[-2].startswith("error: params.yaml changed while stage train ran (lr 0.001 at its "
+                                              "start, 0.0005 now), so it fails and DVC records nothing")
+    assert "num_samples" not in stderr  # a key the train stage does not track
+
+    # the stages that use the model refuse it: it is not what params.yaml now trains
+    evaluate = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py")], cwd=workspace,
+                              capture_output=True, text=True)
+    assert evaluate.returncode == 1
+    assert ("models/best.pt was trained with other params than params.yaml's (lr 0.001 there, 0.0005 in "
+            "params.yaml)") in evaluate.stderr
+
+
+def test_round3_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
+    write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
+                             "model": {"num_blocks": 1, "num_features": 8},
+                             "train": {"epochs": 200, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
+    # a parent that starts the stage as `dvc repro` does, then is killed (a scheduler's stop, `kill`)
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"subprocess.Popen({train_command()!r}, stderr=subprocess.DEVNULL); time.sleep(600)"],
+                              cwd=workspace)
+    wait_for_epochs(workspace, parent, 1)
+    (trainer,) = psutil.Process(parent.pid).children()
+
+    second = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert (f"error: models/last.pt: another training is running on it (process {trainer.pid}), and two would "
+            f"overwrite each other's files") in second.stderr
+    assert trainer.is_running()
+
+    parent.kill()
+    parent.wait()
+    trainer.wait(timeout=30)  # gone with its parent, not training on alone
+    hold_train_state(workspace / "models" / "last.pt")  # free again: the next run resumes (tested above)
