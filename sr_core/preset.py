@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from sr_core.cli import argument_parser, run
-from sr_core.config import Params, build, load_params, read_params
+from sr_core.config import Params, build, flat, load_params, read_params
 from sr_core.files import atomic_write
 
 
@@ -32,17 +32,7 @@ def read_preset(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: cannot read preset: {error}") from error
     if not isinstance(values, dict) or not values:
         raise ValueError(f"{path}: a preset is a mapping of params, as in params.yaml")
-    return flatten(values)
-
-
-def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return flat(values)
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
