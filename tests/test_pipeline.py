@@ -55,9 +55,9 @@ ENV = {
 
 
 def fresh_copy(root: Path, params_text: Callable[[str], str] = lambda text: text) -> Callable[..., str]:
-    """The repo's tracked and unignored files in `root`, a fresh git repo, with params.yaml
+    """The repo's tracked files (as in the working tree) in `root`, a fresh git repo, with params.yaml
     rewritten by `params_text` and committed, as a clone would be; returns a runner of commands there."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+    files = subprocess.run(["git", "ls-files", "--cached", "-z"],  # never a user's untracked data
                            cwd=REPO, check=True, capture_output=True, text=True).stdout.split("\0")
     for name in filter(None, files):
         if (REPO / name).is_file():
