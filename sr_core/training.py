@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from sr_core.patches import ImageStore, PatchBatcher, StripStore
 log = logging.getLogger(__name__)
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+PROGRESS_SECONDS = float(os.environ.get("SR_PROGRESS_SECONDS", 60))  # a progress line this often without a terminal
 RUNTIME_KEYS = ("device", "compile", "decode_cache", "processes")  # change how, not what, is trained
 
 
@@ -167,12 +169,17 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
 
     step_seconds = elapsed / ((first_epoch - 1) * steps_per_epoch) if first_epoch > 1 else 0.0  # the last pace
     stopped_by = "epochs"
+    report_every = PROGRESS_SECONDS if is_main and not sys.stderr.isatty() else math.inf  # tqdm's bar is off there
     for epoch in range(first_epoch, cfg.epochs + 1):
-        epoch_start = time.perf_counter()
+        epoch_start = last_report = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
                       leave=False, disable=None if is_main else True):  # None: off when not on a terminal
+            if time.perf_counter() - last_report >= report_every:
+                last_report = time.perf_counter()
+                log.info(progress_line(epoch, cfg.epochs, i, steps_per_epoch, last_report - epoch_start,
+                                       loss_sum.item() / max(i, 1), elapsed, budget))
             step = schedule_step((epoch - 1) * steps_per_epoch + i, elapsed + i * step_seconds, budget,
                                  cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
             for group in optimizer.param_groups:
@@ -237,6 +244,21 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     if world_size > 1:
         dist.destroy_process_group()
     return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, world_size, device) if is_main else None
+
+
+def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoch_seconds: float, loss: float,
+                  elapsed: float, budget: float) -> str:
+    """What a run without a terminal logs every `PROGRESS_SECONDS` within an epoch: `step` steps of
+    it done in `epoch_seconds`, the mean loss so far, and the time left at this pace (to the end of
+    the epochs, or of the time budget when that comes first)."""
+    rate = step / epoch_seconds if epoch_seconds else 0.0
+    left = ((epochs - epoch + 1) * steps_per_epoch - step) / rate if rate else math.inf
+    if budget:
+        left = min(left, budget - elapsed - epoch_seconds)
+    seconds = int(max(left, 0)) if math.isfinite(left) else None
+    eta = "unknown" if seconds is None else f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return (f"epoch {epoch}/{epochs}: step {step}/{steps_per_epoch}, {rate:.2f} steps/s, loss {loss:.5f}, "
+            f"{eta} left")
 
 
 def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, stopped_by: str,

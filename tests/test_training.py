@@ -3,6 +3,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -483,3 +484,16 @@ def test_round3_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
     parent.wait()
     trainer.wait(timeout=30)  # gone with its parent, not training on alone
     hold_train_state(workspace / "models" / "last.pt")  # free again: the next run resumes (tested above)
+
+
+def test_without_a_terminal_training_logs_its_progress_within_epochs(workspace):
+    """Under `dvc repro` in a log, a CI job or a notebook, tqdm's bar is off: lines say how it goes."""
+    result = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True,
+                            env=os.environ | {"SR_PROGRESS_SECONDS": "0.05"})
+    assert result.returncode == 0, result.stderr
+    lines = re.findall(r"epoch (\d)/8: step (\d+)/50, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
+                       result.stderr)
+    assert {int(epoch) for epoch, *_ in lines} == set(range(1, 9))  # every epoch reports
+    assert all(0 < int(step) < 50 and float(rate) > 0 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
+    first, last = (3600 * int(h) + 60 * int(m) + int(s) for *_, h, m, s in (lines[0], lines[-1]))
+    assert last < first  # the time left counts down
