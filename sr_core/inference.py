@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from sr_core.config import InferenceConfig
 from sr_core.files import sha256_of, size_text, write_bytes, write_json
-from sr_core.images import encode_png, list_images, name_key, read_image, resize_bicubic, warn_dropped
+from sr_core.images import (Decoded, ImageError, encode_png, list_images, name_key, read_image, resize_bicubic,
+                            warn_dropped)
 from sr_core.model import SRResNet, inference_bytes, receptive_radius
 from sr_core.onnx_model import OnnxModel
 from sr_core.parallel import num_workers, ordered_map
@@ -178,17 +179,18 @@ def require_memory(model: Model, path: Path, lr_size: tuple[int, int], alpha: bo
 
 
 def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
-                  config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False
-                  ) -> dict[Path, str]:
+                  config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False,
+                  keep_going: bool = False) -> dict[Path, str]:
     """Upscales each image file to a PNG of the same name in `out_dir` (see `prediction_path`).
 
     Decoding and PNG encoding run in `config.workers` threads, a few images ahead of and behind the
     network, so the host's work overlaps the device's and memory stays bounded. The files are
     byte-identical whatever the number of workers. A file that does not decode stops the run with
-    its name. With `keep_alpha_and_profile` (the upscale command), an input's alpha is upscaled
-    bicubic into an RGBA output and its ICC profile is carried over; without it (predictions are
-    RGB by contract), what is dropped is logged per file. Returns the SHA-256 of each written file
-    by its path.
+    its name; with `keep_going` (the upscale command), it is named in a warning, every other file is
+    written, and then one error names them all. With `keep_alpha_and_profile` (the upscale command),
+    an input's alpha is upscaled bicubic into an RGBA output and its ICC profile is carried over;
+    without it (predictions are RGB by contract), what is dropped is logged per file. Returns the
+    SHA-256 of each written file by its path.
     """
     out_paths = [prediction_path(out_dir, path) for path in lr_paths]
     sources = {}  # by the output's name as file systems compare names (see images.name_key)
@@ -201,32 +203,49 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                          "and most shared drives); rename one of each")
     workers = num_workers(config.workers)
     scale = model.config.scale
-    kept = deque()  # (alpha, profile) of the images the network has taken, in order, until written
+    kept = deque()  # (out_path, alpha, profile) of the images the network has taken, in order, until written
+    failed = []  # with keep_going: why each file that did not decode was skipped
+
+    def read(path: Path) -> Decoded | ImageError:
+        try:
+            return read_image(path)
+        except ImageError as error:
+            if not keep_going:
+                raise
+            return error
 
     def rgb_of(decoded_images: Iterable) -> Iterator[np.ndarray]:
-        for path, decoded in zip(lr_paths, decoded_images):
+        for path, out_path, decoded in zip(lr_paths, out_paths, decoded_images):
+            if isinstance(decoded, ImageError):
+                log.warning("skipping %s", decoded)
+                failed.append(str(decoded))
+                continue
             require_memory(model, path, decoded.rgb.shape[:2], keep_alpha_and_profile and decoded.alpha is not None,
                            config.tile)
             if not keep_alpha_and_profile:
                 warn_dropped(path, decoded)
-            kept.append((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))
+            kept.append((out_path, *((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))))
             yield decoded.rgb
 
-    def write(out_path: Path, sr_img: np.ndarray, alpha: np.ndarray | None, icc_profile: bytes | None) -> str:
+    def write(out_path: Path, sr_img: np.ndarray, alpha: np.ndarray | None, icc_profile: bytes | None
+              ) -> tuple[Path, str]:
         if alpha is not None:
             alpha = resize_bicubic(alpha, scale * alpha.shape[1], scale * alpha.shape[0])
         png = encode_png(sr_img, config.png_compress_level, alpha, icc_profile)
         write_bytes(out_path, png)
-        return hashlib.sha256(png).hexdigest()
+        return out_path, hashlib.sha256(png).hexdigest()
 
     with ThreadPoolExecutor(workers) as pool:
-        sr_imgs = upscale_stream(model, rgb_of(ordered_map(pool, read_image, lr_paths, ahead=workers)),
+        sr_imgs = upscale_stream(model, rgb_of(ordered_map(pool, read, lr_paths, ahead=workers)),
                                  config.tile, config.bf16)
         written = ordered_map(pool, lambda item: write(*item),
-                              ((out_path, sr_img, *kept.popleft()) for out_path, sr_img in zip(out_paths, sr_imgs)),
-                              ahead=workers)
-        hashes = list(tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"))
-    return dict(zip(out_paths, hashes))
+                              ((out_path, sr_img, alpha, profile) for sr_img in sr_imgs
+                               for out_path, alpha, profile in [kept.popleft()]), ahead=workers)
+        hashes = dict(tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"))
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(lr_paths)} images could not be read, and the other {len(hashes)} "
+                         f"were written to {out_dir}: {'; '.join(failed)}")
+    return hashes
 
 
 def predict_folder(model: Model, lr_dir: str | Path, out_dir: str | Path,

@@ -5,7 +5,9 @@
 
 Folders contribute the images directly inside them. Large images run in overlapping tiles, so
 memory is bounded by the output image; same-size images are batched. Inputs are never written
-over: the output folder may not be an input folder or hold an input file.
+over: the output folder may not be an input folder or hold an input file. A file that cannot be
+read is named and skipped, every other one is written, and the command then exits with status 1
+naming each skipped file.
 """
 
 import ctypes
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     config = config_from(args, png_compress_level=args.compress_level)
     paths = collect_inputs(args.inputs, args.out)
     model = load_model(args.model, pick_device(args.device))
-    written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True)
+    written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True, keep_going=True)
     logging.info("wrote %d images to %s", len(written), args.out)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save
+from conftest import REPO, save
 from sr_core.checkpoint import load_model, save_checkpoint
 from sr_core.images import read_rgb
 from sr_core.inference import upscale
@@ -69,3 +69,19 @@ def test_console_script_and_module(tmp_path, checkpoint, rng):
     assert read_rgb(tmp_path / "out" / "a.png").shape == (20, 28, 3)
     script = subprocess.run([str(Path(sys.executable).parent / "sr-upscale"), "--help"], capture_output=True, text=True)
     assert script.returncode == 0 and "--out" in script.stdout
+
+
+def test_a_folder_keeps_going_past_a_bad_file_and_names_it(tmp_path):
+    """One undecodable file in a folder of good ones wrote nothing for the whole folder."""
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)))
+    for name in ("a.png", "c.png"):
+        save(tmp_path / "in" / name, np.zeros((6, 5, 3), np.uint8))
+    (tmp_path / "in" / "b.png").write_bytes(b"not a picture")
+    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(tmp_path / "model.pt"), str(tmp_path / "in"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+    assert read_rgb(tmp_path / "out" / "c.png").shape == (24, 20, 3)
+    assert "error: 1 of 3 images could not be read, and the other 2 were written to" in result.stderr
+    assert "in/b.png" in result.stderr.splitlines()[-2]
