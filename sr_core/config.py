@@ -189,6 +189,7 @@ class PredictConfig(Checked):
 class PathsConfig(Checked):
     """Every file the pipeline writes; dvc.yaml reads these same keys through templating."""
 
+    data_folders: str = "data/folders.json"  # the data folder params, once check_data found each folder
     split: str = "data/split.json"
     rejects: str = "data/rejects.csv"
     split_metrics: str = "metrics/split.json"

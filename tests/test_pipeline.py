@@ -29,6 +29,8 @@ from sr_core.submission import check_submission
 
 pytestmark = pytest.mark.slow  # each test runs DVC in a copy of the repository
 
+ALWAYS_RUN = {"check_data", "init_from"}  # they only look at folder names and hash train.init_from
+
 # Every value the test relies on is set here, whatever the checkout's params.yaml holds (a user's
 # `lr: 2e-4` there would make `dvc exp run -S lr=2e-4` change nothing).
 TINY = {
@@ -97,7 +99,7 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     assert set(baseline) == {"num_images", "model", "bicubic", "gain_over_bicubic"}
     run("git", "add", "-A")
     run("git", "commit", "-qm", "baseline")
-    assert changed_stages(run("dvc", "status")) == {"init_from"}  # always run: it only hashes train.init_from
+    assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
 
     output = run("dvc", "exp", "run", "-n", "lr-2e-4", "-S", "lr=2e-4")
     for stage in ("train", "evaluate", "predict", "submit"):
@@ -183,7 +185,7 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["data"]["train_hr_dir"] == "data/kaggle/train/hr" and params["model"]["batch_norm"] is False
     assert params["lr"] == 1e-3 and params["train"]["time_limit_minutes"] == 480  # the GPU preset's
-    assert changed_stages(run("dvc", "status")) == {"init_from"}  # everything else up to date
+    assert changed_stages(run("dvc", "status")) == ALWAYS_RUN  # everything else up to date
 
 
 def changed_stages(status: str) -> set[str]:
@@ -292,8 +294,8 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
         assert (teammate / path).exists(), path
     ran = mate("dvc", "repro")  # everything pulled: nothing to run but the demo's data (kept out of the cache,
     # made again in seconds, the same bytes) and the hash of train.init_from
-    assert set(re.findall(r"Running stage '(\w+)'", ran)) == {"demo_data", "init_from"}
-    assert changed_stages(mate("dvc", "status")) == {"init_from"}
+    assert set(re.findall(r"Running stage '(\w+)'", ran)) == {"demo_data"} | ALWAYS_RUN
+    assert changed_stages(mate("dvc", "status")) == ALWAYS_RUN
     mate(sys.executable, "-m", "sr_core.upscale", "models/best.pt", "data/demo/test/lr", "--out", "upscaled")
     assert len(list((teammate / "upscaled").iterdir())) == 2
     mate("dvc", "exp", "pull", "origin", best)
@@ -450,3 +452,19 @@ def test_round3_dvc_records_only_what_ran_failed_outputs_come_back_and_a_killed_
         assert refused.returncode != 0 and "data/demo is the demo stage's folder" in refused.stderr
         assert mine.read_bytes() == b"a user's file"
 
+
+
+def test_a_data_folder_typo_is_named_before_any_stage_reads_a_folder(tmp_path):
+    """A typo in data.train_lr_dir got DVC's bare `[Errno 2]`; one in data.test_lr_dir showed only at
+    predict, after training."""
+    root = tmp_path / "repo"
+    fresh_copy(root, tiny_params)
+    committed = (root / "params.yaml").read_text()
+    for key, typo in (("train_lr_dir", "data/demo/train/lrx"), ("test_lr_dir", "data/demo/tset/lr")):
+        params = yaml.safe_load(committed)
+        params["data"][key] = typo
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        result = subprocess.run(["dvc", "repro"], cwd=root, env=ENV, capture_output=True, text=True)
+        assert result.returncode != 0
+        assert f"error: data.{key}: {typo} does not exist; set data.{key} in params.yaml to your folder" in result.stderr
+        assert "Errno" not in result.stdout + result.stderr and "Running stage 'split'" not in result.stdout
