@@ -2,13 +2,15 @@
 
     python -m sr_core.compare                          # the last commit (HEAD) against the workspace
     python -m sr_core.compare main lr-2e-4 --top 6     # any two git revisions or experiment names
+    python -m sr_core.compare main lr-2e-4 --crops     # and a figure of the images that changed most
 
 Reads each run's per-image file (`paths.eval_images`, written by the evaluate stage) from git or
-DVC (`dvc.api`), joins them by set and image name with pandas, and prints, per set, the mean
-change of each measure (the same as `dvc metrics diff` on the per-set means) and how many images
-got better or worse in PSNR-Y, then the images that changed most. It writes the joined table, the
-per-set table and a figure of the most changed images' centre crops, A | B | HR, each with its
-PSNR-Y, made by running both runs' models.
+DVC (`dvc.api`; it is kept in git, so no remote and no model is needed), joins them by set and
+image name with pandas, and prints, per set, the mean change of each measure (the same as `dvc
+metrics diff` on the per-set means) and how many images got better or worse in PSNR-Y, then the
+images that changed most. It writes the joined table and the per-set table; with `--crops`, also
+a figure of the most changed images' centre crops, A | B | HR, each with its PSNR-Y, made by
+running both runs' models (read from the workspace, git or the DVC cache).
 """
 
 import io
@@ -112,10 +114,10 @@ def image_pairs(params: Params, rows: pd.DataFrame) -> list[tuple[str, Pair]]:
     return found
 
 
-def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device) -> pd.DataFrame:
-    """Prints and writes the comparison of run `b` against run `a`; returns the per-set table."""
+def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device | None) -> pd.DataFrame:
+    """Prints and writes the comparison of run `b` against run `a`; returns the per-set table. With a
+    `device`, also the figure of the most changed images' crops, by running both runs' models."""
     params = {rev: run_params(rev) for rev in (a, b)}  # each a dvc.api call: once per run
-    checkpoints = {side: read_bytes(params[rev].paths.model, rev, "paths.model") for side, rev in (("A", a), ("B", b))}
     joined = join(per_image(a, params[a]), per_image(b, params[b]))
     sets, changed = per_set(joined), most_changed(joined, top)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
@@ -127,6 +129,11 @@ def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device
     for name, table in (("images.csv", joined), ("sets.csv", sets)):
         with atomic_write(out / name, "w") as f:
             table.to_csv(f, index=False)
+    if device is None:
+        print(f"\nwrote {out / 'images.csv'} and {out / 'sets.csv'}; --crops adds a figure of these images, made by "
+              f"running both models")
+        return sets
+    checkpoints = {side: read_bytes(params[rev].paths.model, rev, "paths.model") for side, rev in (("A", a), ("B", b))}
     with tempfile.TemporaryDirectory() as scratch:
         models = {}
         for side, data in checkpoints.items():  # each run's model, read from git / the DVC cache above
@@ -147,11 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("b", nargs="?", default=WORKSPACE, help=f"another, or {WORKSPACE}: the working tree's files")
     parser.add_argument("--out", type=Path, default=Path("compare"), help="where the tables and the figure go")
     parser.add_argument("--top", type=int, default=6, help="how many of the most changed images to list and show")
+    parser.add_argument("--crops", action="store_true",
+                        help="also a figure of the most changed images' crops, by running both runs' models (from "
+                             "the workspace, git or the DVC cache)")
     parser.add_argument("--crop", type=int, default=128, help="HR side of each crop in the figure")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (with --crops)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    compare(args.a, args.b, args.out, args.top, args.crop, pick_device(args.device))
+    compare(args.a, args.b, args.out, args.top, args.crop, pick_device(args.device) if args.crops else None)
 
 
 def command() -> None:

@@ -68,8 +68,11 @@ def fresh_clone(tmp_path_factory):
     return clone
 
 
-def test_compare_in_a_fresh_clone_says_what_to_fetch(fresh_clone):
-    lines = error_lines(run(["-P", "-m", "sr_core.compare"], cwd=fresh_clone))
+def test_compare_in_a_fresh_clone_needs_no_model_and_says_what_to_fetch_for_crops(fresh_clone):
+    compared = run(["-P", "-m", "sr_core.compare", "--out", "compared"], cwd=fresh_clone)
+    assert compared.returncode == 0 and "mean change per set" in compared.stdout  # the per-image tables are in git
+    assert (fresh_clone / "compared" / "sets.csv").exists()
+    lines = error_lines(run(["-P", "-m", "sr_core.compare", "--crops"], cwd=fresh_clone))
     assert len(lines) == 1 and lines[0].startswith("error: models/best.pt (paths.model) at HEAD: not in git or the "
                                                    "local DVC cache; `dvc pull`")
 

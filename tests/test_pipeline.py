@@ -120,14 +120,14 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     assert "val.model.psnr_y" in run("dvc", "metrics", "diff")
 
     # per image: the last commit against the experiment by name, and against the workspace (the default)
-    for args, out in ((("HEAD", "lr-2e-4"), "by_name"), ((), "default")):
+    for args, out in ((("HEAD", "lr-2e-4", "--crops"), "by_name"), ((), "default")):
         printed = run(sys.executable, "-m", "sr_core.compare", *args, "--out", out, "--top", "2")
         assert "mean change per set" in printed and "changed most" in printed
         with open(root / out / "sets.csv", newline="") as f:
             [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
         assert float(val["psnr_y_change"]) == pytest.approx(change["new"] - change["old"], abs=1e-6)
         assert int(val["better"]) + int(val["worse"]) + int(val["same"]) == int(val["images"]) == baseline["num_images"]
-        assert (root / out / "crops.png").stat().st_size > 0
+        assert (root / out / "crops.png").exists() == ("--crops" in args)  # the models run only when asked
 
     # fine-tuning: the workspace's model as the starting point of an experiment
     (root / "models" / "init").mkdir()
@@ -149,11 +149,11 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     assert "train" in changed_stages(run("dvc", "status", "train"))
 
 
-def readme_own_data_commands() -> list[str]:
-    """The command lines of the README's first bash block under "Train on your own data"."""
-    section = (REPO / "README.md").read_text().split("## Train on your own data", 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line for line in block.splitlines() if line.strip()]
+def readme_own_data_commands(block: int) -> list[str]:
+    """The command lines of the README's bash block number `block` (0, 1) under "Train on your own data"."""
+    section = (REPO / "README.md").read_text().split("## Train on your own data", 1)[1].split("\n## ", 1)[0]
+    text = section.split("```bash\n")[block + 1].split("```", 1)[0]
+    return [line for line in text.splitlines() if line.strip()]
 
 
 # tiny settings laid over the preset, so that its network trains in seconds on a CPU
@@ -173,7 +173,7 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
         save(root / "data/kaggle/train/lr" / f"{i:05d}.png", np.array(Image.fromarray(hr_img).resize((16, 16))))
     for name in ("00029.png", "00030.png"):
         save(root / "data/kaggle/test/lr" / name, rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
-    commands = readme_own_data_commands()
+    commands = readme_own_data_commands(0)
     assert [line.split()[:2] for line in commands] == [["dvc", "add"], ["git", "add"], ["python", "-m"],
                                                        ["git", "commit"], ["dvc", "repro"]]
     for line in commands:
@@ -186,6 +186,24 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     assert params["data"]["train_hr_dir"] == "data/kaggle/train/hr" and params["model"]["batch_norm"] is False
     assert params["lr"] == 1e-3 and params["train"]["time_limit_minutes"] == 480  # the GPU preset's
     assert changed_stages(run("dvc", "status")) == ALWAYS_RUN  # everything else up to date
+
+    # the baseline committed, a named experiment, and the comparisons, as the README writes them
+    commands = readme_own_data_commands(1)
+    assert [line.split()[:3] for line in commands] == [["git", "add", "dvc.lock"], ["dvc", "exp", "run"],
+                                                       ["dvc", "exp", "show"], ["dvc", "metrics", "diff"],
+                                                       ["python", "-m", "sr_core.compare"]]
+    outputs = []
+    for line in commands:
+        if "sr_core.compare" in line:
+            shutil.rmtree(root / ".dvc" / "cache")  # no model needed: the per-image scores are in git
+        outputs.append(run("bash", "-c", line))
+    assert "lr-2e-4" in outputs[2]
+    baseline = json.loads(run("git", "show", "HEAD:metrics/eval.json"))["val"]["model"]["psnr_y"]
+    diff = json.loads(run("dvc", "metrics", "diff", "--json"))["metrics/eval.json"]["val.model.psnr_y"]
+    assert diff["old"] == pytest.approx(baseline)  # against the own-data baseline, not the demo's val tiles
+    with open(root / "compare" / "sets.csv", newline="") as f:
+        [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
+    assert float(val["psnr_y_change"]) == pytest.approx(diff["new"] - diff["old"], abs=1e-6)
 
 
 def changed_stages(status: str) -> set[str]:
