@@ -6,15 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, save
+from sr_core.benchmark import load_sets
+from sr_core.datasets import BENCHMARKS
+from sr_core.datasets import main as datasets_main
+from sr_core.images import list_images
 
 COMMANDS = {  # how a user runs it: the usage line it must show
     "sr_core.upscale": "python -m sr_core.upscale",
     "sr_core.benchmark": "python -m sr_core.benchmark",
     "sr_core.compare": "python -m sr_core.compare",
     "sr_core.preset": "python -m sr_core.preset",
+    "sr_core.datasets": "python -m sr_core.datasets",
     "benchmarks/gpu_check.py": "python benchmarks/gpu_check.py",
     "benchmarks/real_scale.py": "python benchmarks/real_scale.py",
     "benchmarks/resources.py": "python benchmarks/resources.py",
@@ -80,3 +87,28 @@ def test_compare_in_a_fresh_clone_needs_no_model_and_says_what_to_fetch_for_crop
 def test_compare_with_an_unknown_revision_names_it(fresh_clone):
     lines = error_lines(run(["-P", "-m", "sr_core.compare", "HEAD", "nosuchexp"], cwd=fresh_clone))
     assert lines == ["error: nosuchexp: not a git revision or experiment name (`git log` and `dvc exp show` list them)"]
+
+
+def test_datasets_lays_out_the_published_copies_as_the_pipeline_reads_them(tmp_path):
+    """The sets' public downloads, as their repositories hold them, become the layout presets and
+    benchmarks name; a source with the wrong count of files is refused by name."""
+    selfexsr = tmp_path / "SelfExSR-master" / "data"
+    for name, count in BENCHMARKS.items():
+        for i in range(1, count + 1):
+            for kind, side in (("HR", 16), ("LR", 4)):
+                save(selfexsr / name / "image_SRF_4" / f"img_{i:03d}_SRF_4_{kind}.png", np.zeros((side, side, 3), np.uint8))
+    train = tmp_path / "SRCNN-Tensorflow-master" / "Train"
+    for i in range(91):
+        train.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(train / f"t{i}.bmp")
+    out = tmp_path / "data"
+    datasets_main(["benchmarks", str(selfexsr.parent), "--out", str(out / "benchmarks")])
+    datasets_main(["t91", str(train), "--out", str(out / "datasets")])
+    sets = load_sets([out / "benchmarks" / "x4" / name for name in BENCHMARKS])
+    assert {name: len(pairs) for name, pairs in sets.items()} == BENCHMARKS
+    assert (out / "benchmarks/x4/Set5/hr/img_001.png").read_bytes() == \
+        (selfexsr / "Set5/image_SRF_4/img_001_SRF_4_HR.png").read_bytes()
+    assert len(list_images(out / "datasets" / "T91" / "hr")) == 91
+    (train / "t0.bmp").unlink()
+    with pytest.raises(ValueError, match=r"Train: 90 files \*.bmp, where T91 has 91"):
+        datasets_main(["t91", str(train), "--out", str(out / "again")])
