@@ -486,3 +486,60 @@ def test_a_data_folder_typo_is_named_before_any_stage_reads_a_folder(tmp_path):
         assert result.returncode != 0
         assert f"error: data.{key}: {typo} does not exist; set data.{key} in params.yaml to your folder" in result.stderr
         assert "Errno" not in result.stdout + result.stderr and "Running stage 'split'" not in result.stdout
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` by its path, with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_kaggle_layout_resumes_in_a_second_clone(tmp_path):
+    """docs/kaggle.md on a CPU: read-only pairs outside the clone, decoded pairs on scratch disk
+    outside it, a run stopped mid-training and resumed in a second clone from the carried state."""
+    data, scratch = tmp_path / "input", tmp_path / "scratch"
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        hr_img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        save(data / "train/hr" / f"{i:05d}.png", np.dstack([hr_img, np.full((64, 64), 255, np.uint8)]))
+        save(data / "train/lr" / f"{i:05d}.png", np.array(Image.fromarray(hr_img).resize((16, 16))))
+    save(data / "test/lr/00029.png", rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
+    for path in [*data.rglob("*"), data]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = snapshot(data)
+    settings = {"data": {"train_lr_dir": str(data / "train/lr"), "train_hr_dir": str(data / "train/hr"),
+                         "test_lr_dir": str(data / "test/lr")},
+                "train": {"epochs": 8, "decode_cache": "disk", "patches_per_image": 4},
+                "paths": {"decode_cache": str(scratch / "decoded")}}
+
+    def kaggle_params(text: str) -> str:
+        return yaml.safe_dump(deep_update(yaml.safe_load(tiny_params(text)), settings), sort_keys=False)
+
+    uninterrupted = tmp_path / "uninterrupted"
+    fresh_copy(uninterrupted, kaggle_params)
+    run_in(uninterrupted, "dvc", "repro", "train")
+
+    first = tmp_path / "session-1"
+    fresh_copy(first, kaggle_params)
+    (first / "metrics/history.csv").unlink()  # the checkout's: polled below, only the new run's count
+    stage = subprocess.Popen(["dvc", "repro", "train"], cwd=first, env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    wait_for_epochs(first, stage, 2)
+    stage.terminate()  # the session ends
+    stage.wait()
+    carried = tmp_path / "notebook-output" / "last.pt"
+    carried.parent.mkdir()
+    shutil.copy(first / "models/last.pt", carried)
+    stopped_at = torch.load(carried, weights_only=True)["epoch"]
+    assert 2 <= stopped_at < 8
+
+    second = tmp_path / "session-2"
+    fresh_copy(second, kaggle_params)
+    (second / "models").mkdir(exist_ok=True)
+    shutil.copy(carried, second / "models/last.pt")
+    resumed = run_in(second, "dvc", "repro")
+    assert f"resuming after epoch {stopped_at} of 8" in resumed
+    assert same_run(read_history(second), read_history(uninterrupted))
+    assert check_submission(second / "submission.csv", data / "test/lr", 4) == 1
+    assert snapshot(data) == before  # read in place, never written
+    assert list((scratch / "decoded").glob("*.strips"))  # the decoded pairs went to scratch disk,
+    assert not [p for p in second.rglob("*.strips")]  # not into the clone
