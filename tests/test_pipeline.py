@@ -530,7 +530,7 @@ def test_the_kaggle_layout_resumes_in_a_second_clone(tmp_path):
     carried.parent.mkdir()
     shutil.copy(first / "models/last.pt", carried)
     stopped_at = torch.load(carried, weights_only=True)["epoch"]
-    assert 2 <= stopped_at < 8
+    assert 1 <= stopped_at < 8  # its history may be an epoch ahead of its state when stopped
 
     second = tmp_path / "session-2"
     fresh_copy(second, kaggle_params)
