@@ -16,7 +16,7 @@ from sr_core.data import Pair, list_folder
 from sr_core.evaluation import figure, model_and_bicubic, sample_crops, score_pairs, summarize
 from sr_core.files import write_csv, write_json
 from sr_core.images import write_png
-from sr_core.inference import Model, add_arguments, config_from, pick_device
+from sr_core.inference import Model, add_arguments, config_from, configured, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def benchmark(model: Model, sets: dict[str, list[Pair]], scale: int, inference: 
               num_samples: int, crop: int, rows_path: str | Path, metrics_path: str | Path,
               figure_path: str | Path) -> dict:
     """Scores every set, writes the three files, and returns the per-set summary."""
+    model = configured(model, inference)
     rows, summary = [], {}
     for name, pairs in sets.items():
         set_rows = score_pairs(pairs, scale, model, bicubic=True, ssim=True, config=inference)

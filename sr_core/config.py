@@ -178,6 +178,7 @@ class InferenceConfig(Checked):
     bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
     workers: int = bounded(0, 0)  # threads that decode and encode images around the network (0: one per core)
     png_compress_level: int = bounded(6, 0, 9)  # zlib level of the predicted PNGs: 0 (fast, large) .. 9 (slow, small)
+    self_ensemble: bool = False  # the mean of the model's outputs on the 8 flips and turns of each image (8x the time)
 
 
 @dataclass(frozen=True)

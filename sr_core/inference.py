@@ -31,7 +31,28 @@ from sr_core.parallel import num_workers, ordered_map
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Model = SRResNet | OnnxModel  # what runs on images: the PyTorch model, or its ONNX export in onnxruntime
+class SelfEnsemble:
+    """A model's x8 self-ensemble (Lim et al. 2017, EDSR+): the mean of its outputs on the 8 flips
+    and 90-degree turns of the input, each turned back exactly. Called like the model it wraps (an
+    NCHW batch in 0..1 in, the SR batch out), so tiles and batches work as they do for it: a tile's
+    margin covers the network's reach in every orientation, so tiled equals whole here too."""
+
+    def __init__(self, model: "SRResNet | OnnxModel"):
+        self.model, self.config, self.device = model, model.config, model.device
+
+    def __call__(self, lr_img: torch.Tensor) -> torch.Tensor:
+        total = None
+        for turns in range(4):
+            for flip in (False, True):
+                turned = torch.rot90(lr_img.flip(-1) if flip else lr_img, turns, (-2, -1))
+                sr_img = torch.rot90(self.model(turned).float(), -turns, (-2, -1))
+                sr_img = sr_img.flip(-1) if flip else sr_img
+                total = sr_img if total is None else total.add_(sr_img)
+        return total.div_(8)
+
+
+Model = SRResNet | OnnxModel | SelfEnsemble  # what runs on images: the PyTorch model, its ONNX export in
+# onnxruntime, or either's self-ensemble
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -53,12 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="threads that decode and encode images (0: one per core)")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="the mean of the outputs on the 8 flips and 90-degree turns of each image (8x the time)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
 def config_from(args: argparse.Namespace, **settings: int) -> InferenceConfig:
     """The InferenceConfig of the options `add_arguments` added, plus any other `settings`."""
-    return InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers, **settings)
+    return InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers,
+                           self_ensemble=args.self_ensemble, **settings)
+
+
+def configured(model: Model, config: InferenceConfig) -> Model:
+    """`model` as `config` runs it: its self-ensemble with `config.self_ensemble`."""
+    return SelfEnsemble(model) if config.self_ensemble else model
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -203,6 +232,7 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                          "and most shared drives); rename one of each")
     workers = num_workers(config.workers)
     scale = model.config.scale
+    model = configured(model, config)
     kept = deque()  # (out_path, alpha, profile) of the images the network has taken, in order, until written
     failed = []  # with keep_going: why each file that did not decode was skipped
 

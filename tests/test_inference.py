@@ -8,8 +8,8 @@ from PIL import Image
 from conftest import save
 from sr_core.config import InferenceConfig
 from sr_core.images import read_rgb
-from sr_core.inference import (autocast, native_bf16, pick_device, predict_folder, same_size_batches, upscale,
-                               upscale_stream)
+from sr_core.inference import (SelfEnsemble, autocast, configured, native_bf16, pick_device, predict_folder,
+                               same_size_batches, upscale, upscale_stream)
 from sr_core.model import ModelConfig, SRResNet
 
 
@@ -131,3 +131,46 @@ def test_bf16_only_where_the_gpu_computes_it_natively(monkeypatch, capability, n
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert native_bf16(torch.device("cuda")) is native
     assert not native_bf16(torch.device("cpu")) and not autocast(torch.device("cpu"), bf16=True)._enabled
+
+
+class Repeat:
+    """A flip- and turn-equivariant stand-in for a model: each LR pixel repeated 4 x 4."""
+
+    config, device = ModelConfig(num_blocks=1, num_features=8), torch.device("cpu")
+
+    def __call__(self, lr_img: torch.Tensor) -> torch.Tensor:
+        return lr_img.repeat_interleave(4, -2).repeat_interleave(4, -1)
+
+
+def test_self_ensemble_of_an_equivariant_model_is_the_model(rng):
+    lr_img = torch.from_numpy(rng.random((2, 3, 5, 7), dtype=np.float32))
+    torch.testing.assert_close(SelfEnsemble(Repeat())(lr_img), Repeat()(lr_img))
+    image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(upscale(SelfEnsemble(Repeat()), image), upscale(Repeat(), image))
+
+
+def test_self_ensemble_is_the_mean_over_the_eight_orientations_turned_back(model, rng):
+    """Against numpy's own flips and turns: each output goes back to the input's orientation exactly."""
+    lr_img = rng.random((1, 3, 6, 9), dtype=np.float32)  # not square: turned outputs change shape
+    with torch.no_grad():
+        ensembled = SelfEnsemble(model)(torch.from_numpy(lr_img)).numpy()
+        expected = np.zeros_like(ensembled)
+        for turns in range(4):
+            for flip in (False, True):
+                turned = np.rot90(lr_img[..., ::-1] if flip else lr_img, turns, (2, 3)).copy()
+                back = np.rot90(model(torch.from_numpy(turned)).numpy(), -turns, (2, 3))
+                expected += (back[..., ::-1] if flip else back) / 8
+    np.testing.assert_allclose(ensembled, expected, atol=1e-5)
+    assert np.abs(ensembled - model(torch.from_numpy(lr_img)).detach().numpy()).max() > 1e-3  # not the plain output
+
+
+def test_tiled_self_ensemble_equals_the_whole_image(rng):
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=2, num_features=8, bicubic_residual=True)).eval()
+    lr_img = rng.integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    whole = upscale(SelfEnsemble(model), lr_img)
+    tiled = upscale(SelfEnsemble(model), lr_img, tile=10)
+    assert np.abs(tiled.astype(int) - whole).max() <= 1  # float summation order may flip a rounding
+    assert (tiled != whole).mean() < 0.001
+    config = InferenceConfig(self_ensemble=True)
+    assert [sr.tolist() for sr in upscale_stream(configured(model, config), [lr_img], tile=10)] == [tiled.tolist()]
