@@ -20,6 +20,7 @@ from sr_core.config import ModelConfig
 from sr_core.export import OPSET, agreement, export, write_checked
 from sr_core.export import main as export_main
 from sr_core.images import read_image
+from sr_core.inference import SelfEnsemble, upscale
 from sr_core.model import SRResNet
 from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel
 from sr_core.training import load_init_weights
@@ -95,15 +96,17 @@ def test_safetensors_file_holds_weights_and_config_only(exported):
     assert isinstance(load_model(safetensors_path, torch.device("cpu")), SRResNet)
 
 
-def test_upscale_gives_the_same_pngs_with_each_format(exported, tmp_path, rng):
-    _, checkpoint, onnx_path, safetensors_path = exported
+@pytest.mark.parametrize("self_ensemble", [False, True])
+def test_upscale_gives_the_same_pngs_with_each_format(exported, tmp_path, rng, self_ensemble):
+    model, checkpoint, onnx_path, safetensors_path = exported
     save(tmp_path / "in" / "a.png", rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))
     save(tmp_path / "in" / "b.png", rng.integers(0, 256, (50, 45, 4), dtype=np.uint8))  # RGBA, and tiled below
     save(tmp_path / "in" / "c.png", rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))  # batched with a.png
     outputs = {}
     for model_path in (checkpoint, onnx_path, safetensors_path):
         out = tmp_path / model_path.suffix[1:]
-        upscale_main([str(model_path), str(tmp_path / "in"), "--out", str(out), "--tile", "24"])
+        upscale_main([str(model_path), str(tmp_path / "in"), "--out", str(out), "--tile", "24",
+                      *(["--self-ensemble"] if self_ensemble else [])])
         outputs[model_path.suffix] = {png.name: read_image(png) for png in sorted(out.iterdir())}
     assert all(images.keys() == {"a.png", "b.png", "c.png"} for images in outputs.values())
     for suffix in (".onnx", ".safetensors"):
@@ -112,6 +115,8 @@ def test_upscale_gives_the_same_pngs_with_each_format(exported, tmp_path, rng):
             diff = np.abs(got.rgb.astype(int) - want.rgb.astype(int))
             assert (diff == 0).mean() >= 0.9999 and diff.max() <= 1, (suffix, name)
             assert np.array_equal(got.alpha, want.alpha) if want.alpha is not None else got.alpha is None
+    expected = upscale(SelfEnsemble(model) if self_ensemble else model, read_image(tmp_path / "in" / "a.png").rgb)
+    assert np.abs(outputs[".pt"]["a.png"].rgb.astype(int) - expected).max() <= 1
 
 
 def test_the_command_writes_each_file_and_prints_its_agreement(tmp_path, caplog):
