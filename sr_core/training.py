@@ -139,8 +139,8 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         if world_size > 1:
             dist.destroy_process_group()
         stopped_by = "time limit" if state["epoch"] < cfg.epochs else "epochs"
-        return summary(params, state["history"], state["best"], steps_per_epoch, stopped_by, init_sha256, world_size,
-                       device) if is_main else None
+        return summary(params, state["history"], state["best"], steps_per_epoch, stopped_by, init_sha256, model,
+                       world_size, device) if is_main else None
     store, val_batches = decode_data(params, train_pairs, val_pairs if is_main else [], decode_cache_dir, device,
                                      model, local_batch, log_choice=is_main)
     batcher = PatchBatcher(store, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank, batch_size=local_batch)
@@ -243,7 +243,8 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     store.close()
     if world_size > 1:
         dist.destroy_process_group()
-    return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, world_size, device) if is_main else None
+    return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, model, world_size,
+                   device) if is_main else None
 
 
 def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoch_seconds: float, loss: float,
@@ -262,7 +263,7 @@ def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoc
 
 
 def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, stopped_by: str,
-            init_sha256: str | None, world_size: int, device: torch.device) -> dict:
+            init_sha256: str | None, model: SRResNet, world_size: int, device: torch.device) -> dict:
     """The run's figures for the train stage's metrics file."""
     return {
         "best_epoch": best["epoch"],
@@ -276,7 +277,7 @@ def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: in
         "steps_per_second": len(history) / sum(1 / row["steps_per_second"] for row in history),  # of all epochs
         "init_from": params.train.init_from or None,
         "init_from_sha256": init_sha256,
-        "num_params": sum(p.numel() for p in SRResNet(params.model).parameters()),
+        "num_params": sum(p.numel() for p in model.parameters()),
         "device": f"{world_size} x {device.type}",
         "train_seconds": sum(row["seconds"] for row in history),
     }

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -214,11 +213,7 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     subprocess.run(train_command(), cwd=uninterrupted, check=True, capture_output=True)
 
     process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if (workspace / "metrics" / "history.csv").exists() and len(read_history(workspace)) >= 2:
-            break
-        time.sleep(0.02)
+    wait_for_epochs(workspace, process, 2)
     assert process.poll() is None, "training ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
