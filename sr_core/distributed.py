@@ -2,7 +2,7 @@
 the few values they must share.
 
 With `train.processes` above 1, or torchrun's `PET_NNODES` naming more than one machine, the train
-stage's plain command (`python stages/train.py`) replaces itself with torchrun in the same process
+stage's command (`exec python stages/train.py`) replaces itself with torchrun in the same process
 (`exec`), so the process DVC started, killed or waited for is torchrun's, and with 1 on one machine
 nothing is started at all. torchrun reads its other options from `PET_*` variables (`PET_NNODES`,
 `PET_NODE_RANK`, `PET_MASTER_ADDR`, `PET_MASTER_PORT`, or `PET_RDZV_BACKEND`/`PET_RDZV_ENDPOINT`/`PET_RDZV_ID`),
@@ -11,7 +11,9 @@ which is how a run spans machines (docs/scale-and-gpus.md).
 A stage outlives a `dvc` that is killed (a scheduler's SIGTERM, `kill`, a closing container), and
 would train on with nobody to record its results, beside the next `dvc repro`: the stage's process
 asks the kernel for a SIGTERM when its parent dies (torchrun, which keeps that request across
-`exec`, then stops its workers). torchrun starts its workers in their own sessions, so a SIGKILL
+`exec`, then stops its workers). Its parent is `dvc` itself because the stage's command starts
+with `exec`: DVC runs commands through `$SHELL -c` (else `/bin/sh`), and dash, unlike bash, stays
+as the parent of a single command and would outlive `dvc`. torchrun starts its workers in their own sessions, so a SIGKILL
 to the stage's process group would leave them training too: every worker asks the kernel to kill
 it when torchrun dies.
 """

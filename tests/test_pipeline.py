@@ -51,6 +51,7 @@ ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # stages' `python`
     "DVC_NO_ANALYTICS": "1",
+    "SHELL": "/bin/sh",  # DVC runs stages with $SHELL -c, else /bin/sh (a CI machine's case; dash here)
     "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
     "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
 }
