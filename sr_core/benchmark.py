@@ -3,13 +3,14 @@ val split, ...): per-image rows to a CSV, per-set means to a JSON, centre crops 
 
 The evaluate stage runs it on the val split plus `evaluate.benchmarks`; as a command:
 
-    python -m sr_core.benchmark models/best.pt ../shared/benchmarks/x4/Set5 --out results
+    python -m sr_core.benchmark models/best.pt data/benchmarks/x4/Set5 --out results
+    python -m sr_core.benchmark data/benchmarks/x4/Set5 --self-ensemble    # the general model that comes with the package
 """
 
 import logging
 from pathlib import Path
 
-from sr_core.checkpoint import MODEL_HELP, load_model
+from sr_core.checkpoint import OPTIONAL_MODEL_HELP, load_model, model_and_others
 from sr_core.cli import argument_parser, run
 from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, list_folder
@@ -61,8 +62,8 @@ def benchmark(model: Model, sets: dict[str, list[Pair]], scale: int, inference: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__, "python -m sr_core.benchmark")
-    parser.add_argument("model", type=Path, help=MODEL_HELP)
-    parser.add_argument("folders", nargs="+", type=Path, help="folders with hr/ and optionally lr/")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help=f"[MODEL] FOLDER ...: folders with hr/ and optionally lr/; {OPTIONAL_MODEL_HELP}")
     parser.add_argument("--out", type=Path, default=Path("benchmark"),
                         help="the folder the per-image CSV, the per-set JSON and the figure go to")
     add_arguments(parser)
@@ -70,9 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=EvaluateConfig.sample_crop,
                         help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
+    model_path, folders = model_and_others(args.paths)
+    if not folders:
+        parser.error(f"give the folders to benchmark after the model {model_path}")
     inference = config_from(args)
-    model = load_model(args.model, pick_device(args.device))
-    benchmark(model, load_sets(args.folders), model.config.scale, inference, args.num_samples, args.crop,
+    model = load_model(model_path, pick_device(args.device))
+    benchmark(model, load_sets(folders), model.config.scale, inference, args.num_samples, args.crop,
               args.out / "images.csv", args.out / "metrics.json", args.out / "samples.png")
 
 

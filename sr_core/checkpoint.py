@@ -25,7 +25,11 @@ from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel, load_onnx
 
 log = logging.getLogger(__name__)
 
+GENERAL_MODEL = Path(__file__).parent / "weights" / "general-x4.safetensors"  # shipped; docs/model-card.md
+MODEL_SUFFIXES = (".pt", ".safetensors", ".onnx")
 MODEL_HELP = "a model: the train stage's checkpoint (.pt), or an export of it (.safetensors, .onnx)"
+OPTIONAL_MODEL_HELP = (f"MODEL, {MODEL_HELP}, is optional: where none is given, the general x4 model that comes "
+                       "with the package (docs/model-card.md)")
 
 
 def _save(path: str | Path, content: dict) -> None:
@@ -101,6 +105,15 @@ def build_model(path: str | Path, config: dict, state_dict: dict) -> SRResNet:
         raise ValueError(f"{path}: the weights do not fit its model_config {to_dict(model.config)} "
                          f"({first[0].strip()})") from error
     return model.eval()
+
+
+def model_and_others(paths: list[Path]) -> tuple[Path, list[Path]]:
+    """The model a command was given as its first path (a file with a model's suffix), else the
+    shipped general model; and the paths after it. Image and folder names never carry those suffixes,
+    so `sr-upscale photo.png` and `sr-upscale models/best.pt photo.png` both read as meant."""
+    if paths and paths[0].suffix.lower() in MODEL_SUFFIXES:
+        return paths[0], paths[1:]
+    return GENERAL_MODEL, paths
 
 
 def load_model(path: str | Path, device: torch.device, scale: int | None = None) -> SRResNet | OnnxModel:

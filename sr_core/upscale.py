@@ -1,7 +1,7 @@
-"""Upscale any images with a trained model: files or folders, any size, as PNGs of the same name.
+"""Upscale any images 4x: files or folders, any size, as PNGs of the same name.
 
-    python -m sr_core.upscale models/best.pt photo.jpg screenshots/ --out upscaled/
-    sr-upscale models/best.pt screenshots/ --out upscaled/ --tile 256 --workers 8
+    sr-upscale photo.jpg screenshots/ --out upscaled/            # the general model that comes with the package
+    sr-upscale models/best.pt screenshots/ --out upscaled/ --tile 256 --workers 8     # a model of yours
 
 Folders contribute the images directly inside them. Large images run in overlapping tiles, so
 memory is bounded by the output image; same-size images are batched. Inputs are never written
@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from sr_core.checkpoint import MODEL_HELP, load_model
+from sr_core.checkpoint import OPTIONAL_MODEL_HELP, load_model, model_and_others
 from sr_core.cli import argument_parser, run
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images, special_file
@@ -60,17 +60,20 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__, "sr-upscale" if Path(sys.argv[0]).name == "sr-upscale" else "python -m sr_core.upscale")
-    parser.add_argument("model", type=Path, help=MODEL_HELP)
-    parser.add_argument("inputs", nargs="+", type=Path, help="image files and folders of images")
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help=f"[MODEL] INPUT ...: image files and folders of images; {OPTIONAL_MODEL_HELP}")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
     add_arguments(parser)
     parser.add_argument("--compress-level", type=int, default=InferenceConfig.png_compress_level,
                         help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
     args = parser.parse_args(argv)
+    model_path, inputs = model_and_others(args.paths)
+    if not inputs:
+        parser.error(f"give the images or folders to upscale after the model {model_path}")
     map_large_buffers()
     config = config_from(args, png_compress_level=args.compress_level)
-    paths = collect_inputs(args.inputs, args.out)
-    model = load_model(args.model, pick_device(args.device))
+    paths = collect_inputs(inputs, args.out)
+    model = load_model(model_path, pick_device(args.device))
     written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True, keep_going=True)
     logging.info("wrote %d images to %s", len(written), args.out)
 
