@@ -7,7 +7,7 @@ import torch
 
 from conftest import save
 from sr_core.benchmark import benchmark, load_sets, main
-from sr_core.checkpoint import save_checkpoint
+from sr_core.checkpoint import GENERAL_MODEL, load_model, save_checkpoint
 from sr_core.config import InferenceConfig
 from sr_core.data import Pair, list_folder, load_pair
 from sr_core.evaluation import mean_metrics, score_pairs
@@ -107,6 +107,14 @@ def test_command_line(tmp_path, paired_folder, checkpoint):
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert metrics[paired_folder.name]["num_images"] == 6
     assert {"psnr_y", "ssim", "psnr_rgb"} == set(metrics[paired_folder.name]["bicubic"])
+
+
+def test_command_line_with_no_model_scores_the_general_model(tmp_path, paired_folder):
+    main([str(paired_folder), "--out", str(tmp_path / "results"), "--device", "cpu"])
+    scores = json.loads((tmp_path / "results" / "metrics.json").read_text())[paired_folder.name]
+    general = load_model(GENERAL_MODEL, torch.device("cpu"))
+    expected = mean_metrics(score_pairs(list_folder(paired_folder)[0], 4, model=general))
+    assert scores["model"]["psnr_y"] == pytest.approx(expected["psnr_y"], abs=1e-6)
 
 
 def test_each_file_is_decoded_once(tmp_path, paired_folder, rng, checkpoint, monkeypatch):

@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, preset
+from sr_core.checkpoint import GENERAL_MODEL, load_model
 from sr_core.config import ModelConfig, flat, load_params, to_dict
 from sr_core.model import SRResNet
+from sr_core.training import load_init_weights
 from sr_core.preset import exp_run_command, main, parse_assignment, read_preset
 
 PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yaml"))
@@ -30,8 +33,10 @@ def applied(tmp_path: Path, name: str, *assignments: str) -> Path:
     return params
 
 
-def test_preset_files_are_the_four_documented_settings():
-    assert PRESETS == ["demo", "general", "gpu", "reference"]
+def test_preset_files_are_the_documented_settings():
+    assert PRESETS == ["demo", "finetune", "general", "general-long", "gpu", "reference"]
+    table = (REPO / "docs" / "configuration.md").read_text()
+    assert all(f"| `presets/{name}.yaml` |" in table for name in PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -77,6 +82,26 @@ def test_preset_general_is_the_general_setting():
     assert [Path(folder).name for folder in params.data.extra_train_dirs] == ["T91", "BSD200"]
     assert [Path(folder).name for folder in params.evaluate.benchmarks] == ["Set5", "Set14", "BSD100"]
     assert (params.train.schedule, params.train.time_limit_minutes, params.train.augment) == ("cosine", 10, True)
+
+
+def test_preset_general_long_is_the_general_setting_with_a_longer_budget():
+    general, long = to_dict(preset("general")), to_dict(preset("general-long"))
+    assert (long["train"].pop("time_limit_minutes"), general["train"].pop("time_limit_minutes")) == (70, 10)
+    for changed in ("epochs", "val_every"):  # the epochs only bound the budget; the cosine spans the budget
+        long["train"].pop(changed), general["train"].pop(changed)
+    assert long == general
+
+
+def test_preset_finetune_starts_from_the_general_model_and_another_network_is_refused():
+    params = preset("finetune")
+    assert REPO / params.train.init_from == GENERAL_MODEL
+    shipped = load_model(GENERAL_MODEL, torch.device("cpu"))
+    assert params.model == shipped.config
+    model = SRResNet(params.model)
+    load_init_weights(model, str(GENERAL_MODEL))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))
+    with pytest.raises(ValueError, match="its model differs: num_blocks 16 there, 4 in params.model"):
+        load_init_weights(SRResNet(preset("demo").model), str(GENERAL_MODEL))
 
 
 def test_preset_gpu_is_the_one_gpu_recommendation_everywhere():
