@@ -227,10 +227,11 @@ def test_stage_deps_list_the_code_they_run():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         script = f"stages/{name}.py"
-        assert stage["cmd"] == f"python {script}", "stage name = script name"
+        assert stage["cmd"].removeprefix("exec ") == f"python {script}", "stage name = script name"
         untracked = {"sr_core/config.py", "sr_core/files.py", "sr_core/cli.py"}
         expected = {script} | imported_modules(REPO / script, set()) - untracked
         assert expected <= set(stage["deps"]), f"{name} is missing deps {expected - set(stage['deps'])}"
+    assert stages["train"]["cmd"].startswith("exec "), "no shell between dvc and the training (see dvc.yaml)"
 
 
 def test_train_stage_tracks_every_train_param_but_the_starting_weights_name():
