@@ -121,7 +121,7 @@ class DataConfig(Checked):
 
     train_lr_dir: str = "data/demo/train/lr"
     train_hr_dir: str = "data/demo/train/hr"
-    extra_train_dirs: tuple[str, ...] = ()  # e.g. (../shared/datasets/T91, ../shared/datasets/BSD200)
+    extra_train_dirs: tuple[str, ...] = ()  # e.g. (data/datasets/T91, data/datasets/BSD200)
     test_lr_dir: str = "data/demo/test/lr"
 
 
