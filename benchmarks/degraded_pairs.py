@@ -1,14 +1,14 @@
 """Pairs whose LR is not a bicubic downscale: blur, then bicubic x1/4, then noise, then JPEG.
 
-    python benchmarks/degraded_pairs.py data/demo/train/hr --out data/degraded
+    python benchmarks/degraded_pairs.py data/benchmarks/x4/BSD100/hr --out data/degraded
 
 A user's own LR images (a game's low-resolution render, a phone's photo, a video frame) rarely come
 from the bicubic downscale the public data sets and the general model use. These pairs stand in
 for them when measuring how much fine-tuning from the general model brings on another degradation
 (docs/model-card.md). Each HR image in the folder is written to OUT/hr as a PNG (cropped to a
-multiple of the scale), and its LR to OUT/lr under the same name, made by: a Gaussian blur (sigma 1.2 HR pixels), the bicubic
-downscale, Gaussian noise (sigma 4 of 255, seeded by the image's name, so the pairs are the same on
-every machine), and a JPEG round trip at quality 75.
+multiple of the scale), and its LR to OUT/lr under the same name, made by: a Gaussian blur (sigma
+1.2 HR pixels), the bicubic downscale, Gaussian noise (sigma 4 of 255, seeded by the image's name,
+so the pairs are the same on every machine), and a JPEG round trip at quality 75.
 """
 
 import argparse

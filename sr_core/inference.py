@@ -31,6 +31,8 @@ from sr_core.parallel import num_workers, ordered_map
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
 class SelfEnsemble:
     """A model's x8 self-ensemble (Lim et al. 2017, EDSR+): the mean of its outputs on the 8 flips
     and 90-degree turns of the input, each turned back exactly. Called like the model it wraps (an
@@ -51,8 +53,8 @@ class SelfEnsemble:
         return total.div_(8)
 
 
-Model = SRResNet | OnnxModel | SelfEnsemble  # what runs on images: the PyTorch model, its ONNX export in
-# onnxruntime, or either's self-ensemble
+# what runs on images: the PyTorch model, its ONNX export in onnxruntime, or either's self-ensemble
+Model = SRResNet | OnnxModel | SelfEnsemble
 
 
 def pick_device(name: str = "auto") -> torch.device:
