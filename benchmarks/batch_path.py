@@ -36,7 +36,7 @@ from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, time_steps  #
 
 SCALE = 4
 ASSUMED_MFU = 0.35  # share of a GPU's dense peak the estimate assumes for SRResNet-16x64 training
-T4_FP32_PEAK = 8.1e12  # Kaggle's T4 has no bf16: its fp32 peak
+T4_FP16_PEAK = 65e12  # Kaggle's T4 has no bf16 and trains in fp16: its tensor cores' peak (NVIDIA's figure)
 GPU_SETTING = ModelConfig(**{key.removeprefix("model."): value for key, value in
                              read_preset(Path(__file__).resolve().parents[1] / "presets" / "gpu.yaml").items()
                              if key.startswith("model.")})  # the network of the setting recommended for a GPU
@@ -120,13 +120,13 @@ class PremadeBatch:
 
 def training_steps(store: ImageStore, batch_size: int, patch_size: int, device: torch.device, steps: int,
                    config: ModelConfig) -> dict:
-    """Training steps a second of `config` (bf16 and channels_last on CUDA, see `engine`) with
+    """Training steps a second of `config` (the train stage's step, see `engine`) with
     batches cut from `store` as training cuts them, and on one pre-made batch; and the tensor
     operations a batch takes."""
     batcher = PatchBatcher(store, patch_size, True, device, seed=0, batch_size=batch_size)
     rates = {"operations_a_batch": operations_per_batch(batcher.sample, close=batcher.close)}
     for name, source in (("premade_steps_per_s", PremadeBatch(batcher)), ("steps_per_s", batcher)):
-        mpix = engine(source, patch_size**2, device, steps, False, True, config)
+        mpix = engine(source, patch_size**2, device, steps, config=config)
         rates[name] = mpix * 1e6 / (batch_size * patch_size**2)
     batcher.close()
     return rates
@@ -204,7 +204,7 @@ def main() -> None:
     print("\n## The GPU setting's step rate (16 x 64, batch of 64 x 96 px)\n")
     flop = FLOP_PER_HR_PIXEL * b * p * p
     print(f"a step: {FLOP_PER_HR_PIXEL / 1e6:.2f} MFLOP per HR pixel x {b} x {p}^2 = {flop / 1e12:.2f} TFLOP")
-    for name, peak in (("H100 (bf16)", bf16_peak("H100")), ("T4 (fp32)", T4_FP32_PEAK)):
+    for name, peak in (("H100 (bf16)", bf16_peak("H100")), ("T4 (fp16)", T4_FP16_PEAK)):
         seconds = flop / (ASSUMED_MFU * peak)
         print(f"estimate, {name}: {flop / 1e12:.2f} TFLOP / ({ASSUMED_MFU:.0%} x {peak / 1e12:.0f} TFLOP/s) = "
               f"{1e3 * seconds:.2f} ms a step = {1 / seconds:,.0f} steps/s")

@@ -16,7 +16,7 @@ and prints seconds per output image (1920x1080 at the default size) with each on
 torch, and the export's agreement with the PyTorch model. The network is the reference script's
 (16 blocks, 64 features, BatchNorm, ReLU) with random weights: speed does not depend on them.
 `benchmarks/gpu_check.py` runs `fp16_rows` on a GPU: the fp16 export on onnxruntime's CUDA
-provider against torch's bf16.
+provider against torch in the precision `auto` picks there (bf16 or fp16).
 """
 
 import argparse
@@ -29,6 +29,7 @@ import onnxruntime
 import torch
 
 from sr_core.config import ModelConfig
+from sr_core.device import resolve_precision
 from sr_core.export import export_onnx
 from sr_core.inference import upscale
 from sr_core.model import SRResNet
@@ -69,16 +70,18 @@ def cpu_rows(model: SRResNet, lr_img: np.ndarray, onnx_path: Path, tile: int, re
 
 def fp16_rows(model: SRResNet, lr_img: np.ndarray, work: Path, device: torch.device, tile: int, repeats: int
               ) -> list[dict]:
-    """On `device`: torch with bf16 autocast (fp32 on a CPU) against the fp16 export on onnxruntime
-    (its CUDA provider for CUDA): seconds per image, speed against torch, and the export's agreement."""
+    """On `device`: torch in the precision `auto` picks there (bf16 or fp16 on a GPU, fp32 on a CPU)
+    against the fp16 export on onnxruntime (its CUDA provider for CUDA): seconds per image, speed
+    against torch, and the export's agreement."""
     fp16_path = work / "model.fp16.onnx"
     check = export_onnx(model.cpu(), fp16_path, fp16=True)
     onnx_model = load_onnx(fp16_path, device)
     torch_model = model.to(device)
-    timed = {"torch bf16": seconds(lambda: upscale(torch_model, lr_img, tile, bf16=True), repeats),
+    precision = resolve_precision("auto", device)[0]
+    timed = {f"torch {precision}": seconds(lambda: upscale(torch_model, lr_img, tile, precision), repeats),
              f"onnxruntime fp16 ({onnx_model.session.get_providers()[0]})":
                  seconds(lambda: upscale(onnx_model, lr_img, tile), repeats)}
-    return [{"path": name, "seconds": round(s, 4), "vs torch": round(timed["torch bf16"] / s, 2),
+    return [{"path": name, "seconds": round(s, 4), "vs torch": round(timed[f"torch {precision}"] / s, 2),
              "export_max_abs": check.max_abs, "export_uint8_equal": round(check.uint8_equal, 5)}
             for name, s in timed.items()]
 

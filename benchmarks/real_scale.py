@@ -42,12 +42,14 @@ from sr_core.batches import decode_pairs
 from sr_core.checkpoint import save_checkpoint
 from sr_core.cli import argument_parser
 from sr_core.data import Pair, load_pair
+from sr_core.device import autocast, grad_scaler, resolve_precision
 from sr_core.images import bicubic_upscale, encode_png, image_size, read_rgb, write_png
 from sr_core.inference import upscale_stream
 from sr_core.metrics import batch_metrics, image_metrics
 from sr_core.model import ModelConfig, SRResNet, receptive_radius
 from sr_core.parallel import num_workers, ordered_map
 from sr_core.submission import write_submission
+from sr_core.training import training_step
 from train_throughput import time_steps  # this folder is on the path when a script here runs
 
 SCALE = 4
@@ -215,11 +217,12 @@ def measure_metrics(sr_imgs: list[np.ndarray], hr_imgs: list[np.ndarray], device
 def measure_inference(model: SRResNet, lr_imgs: list[np.ndarray], device: torch.device) -> dict:
     """Per image: the baseline upscale against upscale_stream, and the network's forward alone."""
     lr = torch.from_numpy(lr_imgs[0]).permute(2, 0, 1)[None].to(device).float().div(255)
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    precision = resolve_precision("auto", device)[0]
+    with torch.no_grad(), autocast(device, precision):
         model(lr[..., :64, :64])  # warm-up
         network = clock(lambda: model(lr), device)
     baseline = clock(lambda: [baseline_upscale(model, lr_img, 512) for lr_img in lr_imgs], device)
-    now = clock(lambda: list(upscale_stream(model, lr_imgs, tile=512)), device)
+    now = clock(lambda: list(upscale_stream(model, lr_imgs, tile=512, precision=precision)), device)
     return {"baseline": baseline / len(lr_imgs), "now": now / len(lr_imgs), "network alone": network}
 
 
@@ -272,14 +275,12 @@ def measure_train_step(model: SRResNet, width: int, height: int, device: torch.d
     lr = torch.rand(1, 3, height // SCALE // crop, width // SCALE // crop, device=device)
     hr = torch.rand(1, 3, SCALE * lr.shape[2], SCALE * lr.shape[3], device=device)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), fused=True)
+    precision = resolve_precision("auto", device)[0]
+    scaler = grad_scaler(device, precision)
 
     def train_step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = F.l1_loss(model(lr), hr)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        training_step(model, lr, hr, F.l1_loss, optimizer, scaler, precision)
 
     train_step()
     return clock(train_step, device) * width * height / hr[0, 0].numel()

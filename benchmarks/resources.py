@@ -4,15 +4,15 @@ for one training step of a preset, and the submission's size.
     python benchmarks/resources.py                                    # the Kaggle job, presets/gpu.yaml
     python benchmarks/resources.py --pairs 4500 --test 500 --width 1920 --height 1080 --preset presets/gpu.yaml
 
+    python benchmarks/resources.py --preset presets/reference.yaml   # its batch of 8 whole 480x270 images
+
 Measured, on a few synthetic pairs of the given size (photographs from scikit-image, HR as opaque
 RGBA PNG like the reference task's): the PNG files' sizes, the decoded arrays' bytes, and the size of
 one submission row (the base64 of a PNG at `inference.png_compress_level` of the LR's bicubic
-upscale, which stands in for a prediction: smoother than a screenshot, so it compresses as one). Measured on
-this machine's CPU: the tensors one training step of the preset's network keeps for the backward
-pass (autograd's saved tensors, in fp32 and under bf16 autocast), which is what grows with the
-batch on a GPU; the GPU adds the weights, Adam's state, cuDNN workspaces and its allocator's slack,
-which this script cannot see (stated as such). Totals for --pairs and --test are these figures
-multiplied out.
+upscale, which stands in for a prediction: smoother than a screenshot, so it compresses as one).
+The GPU memory of one training step of the preset, by arithmetic from what this machine's CPU
+measures (see `step_bytes`): in fp32, fp32 with the residual blocks checkpointed, and under bf16
+and fp16 autocast. Totals for --pairs and --test are these figures multiplied out.
 """
 
 import base64
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from real_scale import synthesize  # this folder is on the path when a script here runs
 from sr_core.cli import argument_parser
 from sr_core.config import load_params
 from sr_core.data import load_pair
+from sr_core.device import autocast
 from sr_core.images import bicubic_upscale, encode_png
 from sr_core.model import SRResNet
 from sr_core.preset import preset_params, read_preset
@@ -34,21 +34,47 @@ from sr_core.preset import preset_params, read_preset
 REPO = Path(__file__).resolve().parent.parent
 
 
-def saved_bytes(model: SRResNet, batch: int, lr_side: int, bf16: bool) -> int:
-    """Bytes of the tensors autograd keeps from one forward pass of a training batch."""
-    total = 0
+def saved_bytes(model: SRResNet, lr_shape: tuple[int, int, int, int], precision: str) -> int:
+    """Bytes of the tensors autograd keeps from one forward pass of a training batch of `lr_shape`,
+    each storage counted once (a tensor two operations save is one allocation)."""
+    storages = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
         return tensor
 
-    lr = torch.rand(batch, 3, lr_side, lr_side)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = F.l1_loss(model(lr), torch.rand(batch, 3, 4 * lr_side, 4 * lr_side))
-    loss.backward()
-    return total
+            autocast(torch.device("cpu"), precision):
+        model(torch.rand(lr_shape))
+    return sum(storages.values())
+
+
+def step_bytes(model: SRResNet, batch: int, lr_size: tuple[int, int], precision: str, checkpoint_blocks: bool = False
+               ) -> tuple[int, int]:
+    """(bytes, saved activations' bytes) of a training step of `batch` LR images of `lr_size`, by
+    arithmetic from CPU measurements: autograd's saved tensors at batches of 1 and 2 of a 5x
+    smaller image, extended in a line over the pixels and the batch (activations grow with both,
+    the weights and their casts do not), plus the weights, their gradients and Adam's two moments.
+
+    With `checkpoint_blocks`, the residual blocks as activation checkpointing would keep them: each
+    block's input, and one block's activations at a time, recomputed in the backward pass."""
+    small = (max(lr_size[0] // 5, 8), max(lr_size[1] // 5, 8))
+    scale = lr_size[0] * lr_size[1] / (small[0] * small[1])
+    blocks = model.blocks
+    if checkpoint_blocks:
+        model.blocks = torch.nn.Identity()  # what is saved outside them
+    one, two = (saved_bytes(model, (n, 3, *small), precision) for n in (1, 2))
+    model.blocks = blocks
+    per_sample, fixed = two - one, 2 * one - two
+    activations = fixed + batch * per_sample * scale
+    if checkpoint_blocks:
+        features = torch.rand(1, model.config.num_features, *small)
+        block = saved_bytes(blocks[0], features.shape, precision) - saved_bytes(torch.nn.Identity(), features.shape,
+                                                                                 precision)
+        inputs = len(blocks) * features.numel() * (2 if precision in ("bf16", "fp16") else 4)
+        activations += batch * scale * (block + inputs)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return int(activations + 4 * weights), int(activations)
 
 
 def main() -> None:
@@ -75,20 +101,23 @@ def main() -> None:
     print(f"submission: {row / 1e6:.2f} MB a row (PNG level {level}, base64), "
           f"{args.test} rows {args.test * row / 1e9:.2f} GB")
     train = params.train
-    model = SRResNet(params.model)
+    model = SRResNet(params.model).train()
     weights = sum(p.numel() for p in model.parameters()) * 4
-    side = train.patch_size // params.model.scale if train.patch_size else None
     print(f"\n{args.preset.name}: {params.model.num_blocks}x{params.model.num_features}, {weights / 4:,.0f} parameters; "
           f"weights + Adam state + gradients {4 * weights / 1e6:.0f} MB")
-    if side is None:
-        print("whole-image training: activations scale with the image; run with a patch preset")
-        return
-    per_patch = {bf16: saved_bytes(model, 2, side, bf16) / 2 for bf16 in (False, True)}
-    for bf16, name in ((False, "fp32"), (True, "bf16 autocast")):
-        print(f"saved activations, {name}: {per_patch[bf16] / 1e6:.2f} MB a {train.patch_size} px patch, "
-              f"{train.batch_size * per_patch[bf16] / 1e9:.2f} GB a batch of {train.batch_size} "
-              f"(measured on the CPU; a GPU adds cuDNN workspace and allocator slack)")
-
+    side = train.patch_size // params.model.scale
+    lr_size = (side, side) if side else (args.height // params.model.scale, args.width // params.model.scale)
+    samples = f"{train.batch_size} patches of {train.patch_size} px" if side else \
+        f"{train.batch_size} whole images of {lr_size[1]}x{lr_size[0]} LR"
+    print(f"a training step of {samples}, by arithmetic from CPU measurements (autograd's saved tensors, each "
+          f"storage once, measured at batches of 1 and 2 and extended in a line; + weights, gradients, Adam): a GPU "
+          f"adds cuDNN's workspaces and its allocator's slack, and the train stage logs its own measured figure\n")
+    print("| precision | saved activations | a step in all |\n|---|---|---|")
+    for precision, checkpoint_blocks in (("fp32", False), ("fp32", True), ("bf16", False), ("fp16", False)):
+        total, activations = step_bytes(model, train.batch_size, lr_size, precision, checkpoint_blocks)
+        name = precision + (", residual blocks checkpointed" if checkpoint_blocks else "")
+        print(f"| {name} | {activations / 2**30:.2f} GiB ({activations / 1e9:.2f} GB) | "
+              f"{total / 2**30:.2f} GiB ({total / 1e9:.2f} GB) |")
 
 if __name__ == "__main__":
     main()

@@ -5,8 +5,9 @@
 
 Prints HR megapixels trained per second by
   (a) the reference script's loop: fp32, eager, both PNGs decoded by PIL for every item, whole images, batch 8;
-  (b) this engine: pairs decoded once, random patches cut on the training device, bf16 autocast and
-      channels_last on CUDA (and torch.compile with --compile);
+  (b) this engine: pairs decoded once, random patches cut on the training device, the train stage's
+      own step (sr_core.training.training_step, fused Adam) in the precision `auto` picks (bf16 or
+      fp16 on a GPU, fp32 on a CPU), channels_last on CUDA (and torch.compile with --compile MODE);
 their ratio; on CUDA the share of the device's dense bf16 peak that (b) reaches; and the batcher
 alone, in patches per second, against the patches per second that (b)'s model consumes.
 Both train the reference script's network (16 blocks, 64 features) with L1 and Adam. The data are synthetic
@@ -25,10 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from sr_core.batches import decode_pairs
 from sr_core.cli import argument_parser
+from sr_core.config import COMPILE_MODES
 from sr_core.data import Pair
+from sr_core.device import grad_scaler, resolve_precision, set_backends
 from sr_core.images import bicubic_downscale
 from sr_core.model import ModelConfig, SRResNet
 from sr_core.patches import ImageStore, PatchBatcher
+from sr_core.training import training_step
 
 FLOP_PER_HR_PIXEL = 0.83e6  # SRResNet-16x64, forward + backward, per HR pixel per step
 BF16_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 FLOP/s (SXM boards; H200 NVL: 835e12)
@@ -114,27 +118,27 @@ def reference_loop(pairs: list[Pair], device: torch.device, steps: int, workers:
     return hr_pixels / time_steps(step, steps, 1, device) / 1e6
 
 
-def engine(batcher: PatchBatcher, sample_pixels: int, device: torch.device, steps: int,
-           compile_model: bool, bf16: bool = True, config: ModelConfig = ModelConfig()) -> float:
-    """HR MPix/s of this project's training step (channels_last on CUDA, and bf16 autocast there
-    with `bf16`), `sample_pixels` HR pixels per sample."""
-    cuda = device.type == "cuda"
+def engine(batcher: PatchBatcher, sample_pixels: int, device: torch.device, steps: int, compile_mode: str = "eager",
+           precision: str = "auto", config: ModelConfig = ModelConfig(), tf32: bool = False) -> float:
+    """HR MPix/s of the train stage's step (`training_step`: fused Adam, loss scaling in fp16) in
+    `precision` (as train.precision), channels_last on CUDA, `compile_mode` as train.compile;
+    `sample_pixels` HR pixels per sample."""
     model = SRResNet(config).to(device).train()
-    if cuda:
+    if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    forward = torch.compile(model) if compile_model else model
+    set_backends(device, tf32, deterministic=False)
+    precision = resolve_precision(precision, device)[0]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    scaler = grad_scaler(device, precision)
+    forward = model if compile_mode == "eager" else torch.compile(model, mode=compile_mode)
 
     def step() -> None:
-        lr_img, hr_img = batcher.sample()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
-            loss = F.l1_loss(forward(lr_img), hr_img)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        training_step(forward, *batcher.sample(), F.l1_loss, optimizer, scaler, precision)
 
-    return batcher.batch_size * sample_pixels / time_steps(step, steps, 3 if compile_model else 1, device) / 1e6
+    warmup = 1 if compile_mode == "eager" else 3  # compiling, and recording CUDA graphs
+    return batcher.batch_size * sample_pixels / time_steps(step, steps, warmup, device) / 1e6
 
 
 def main() -> None:
@@ -147,7 +151,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64 if cuda else 16, help="engine batch")
     parser.add_argument("--patch-size", type=int, default=192 if cuda else 96, help="engine HR patch side")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference script's loop")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="eager", help="torch.compile the engine's model")
     args = parser.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
     print(f"device: {torch.cuda.get_device_name() if cuda else 'cpu'}, {torch.get_num_threads()} CPU threads")
@@ -163,7 +167,9 @@ def main() -> None:
         batcher = PatchBatcher(store, args.patch_size, True, device, seed=0, batch_size=args.batch_size)
         decode_seconds = time.perf_counter() - start
         ours = engine(batcher, args.patch_size**2, device, args.steps, args.compile)
-        settings = "bf16, channels_last" + (", compiled" if args.compile else "") if cuda else "fp32 (CPU)"
+        precision = resolve_precision("auto", device)[0]
+        settings = f"{precision}, channels_last" + (f", compiled ({args.compile})" if args.compile != "eager" else "") \
+            if cuda else "fp32 (CPU)"
         print(f"(b) this engine ({settings}, batch {args.batch_size} of {args.patch_size} px): "
               f"{ours:9.3f} HR MPix/s  (decoding once took {decode_seconds:.1f} s)")
         print(f"ratio (b) / (a): {ours / reference:.2f}x")

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sr_core.config import ModelConfig
 from sr_core.data import Pair, cache_key, load_pair
 from sr_core.files import size_text, write_bytes
 from sr_core.images import image_size
 from sr_core.inference import same_size_batches
+from sr_core.model import inference_bytes, receptive_radius
 from sr_core.parallel import num_workers
 
 
@@ -52,25 +54,41 @@ def decode_pairs(pairs: list[Pair], scale: int, cache_dir: str | Path | None = N
 
 
 GPU_STEP_MARGIN = 1.5  # times a training step's measured peak kept free beside images on a GPU
-GPU_RESERVE = 2**30  # and this for cuDNN's workspaces, the allocator's slack and validation
+GPU_RESERVE = 2**30  # and this for cuDNN's workspaces and the allocator's slack
+
+
+def validation_bytes(lr_shapes: list[tuple[int, int]], config: ModelConfig, tile: int) -> int:
+    """About the most device memory one validation pass takes: the network's float32 activations
+    (`model.inference_bytes`) on the largest batch `ImageBatches` forms of LR images of
+    `lr_shapes`, as `upscale_into` cuts it into tiles (with their margins), and that batch's HR
+    and SR images (uint8). fp32's activations: a bound for bf16 and fp16."""
+    scale, margin = config.scale, 2 * receptive_radius(config)
+    largest = 0
+    for batch in same_size_batches(lr_shapes, lambda shape: tuple(shape), tile):
+        height, width = batch[0]
+        piece = min(tile + margin, height) * min(tile + margin, width) if tile else height * width
+        images = 2 * 3 * scale * scale * height * width  # its HR and its SR
+        largest = max(largest, len(batch) * images + inference_bytes(config, len(batch) * piece))
+    return largest
 
 
 def residency(data_bytes: int, decode_cache: str, ram_available: int, processes: int,
-              gpu_free: int | None = None, step_peak: int | None = None) -> tuple[str, str]:
+              gpu_free: int | None = None, step_peak: int | None = None, val_peak: int = 0) -> tuple[str, str]:
     """Where the decoded pairs of a training run live, "gpu", "ram" or "disk", and why, for the log.
 
     On a GPU when they fit in its free memory (`gpu_free`) beside `GPU_STEP_MARGIN` times the
-    measured peak of a training step and `GPU_RESERVE`; else in RAM when `decode_cache` says so or
-    when each of the node's `processes` can hold them in half the available RAM; else on disk.
+    measured peak of a training step, a validation pass (`val_peak`, see `validation_bytes`) and
+    `GPU_RESERVE`; else in RAM when `decode_cache` says so or when each of the node's `processes`
+    can hold them in half the available RAM; else on disk.
     """
     if decode_cache == "disk":
         return "disk", "train.decode_cache is disk"
     reasons = []
     if gpu_free is not None:
-        fits = data_bytes + GPU_STEP_MARGIN * step_peak + GPU_RESERVE <= gpu_free
+        fits = data_bytes + GPU_STEP_MARGIN * step_peak + val_peak + GPU_RESERVE <= gpu_free
         reasons.append(f"{size_text(data_bytes)} decoded + {GPU_STEP_MARGIN} x {size_text(step_peak)} for a training "
-                       f"step + {size_text(GPU_RESERVE)} {'fit in' if fits else 'exceed'} the {size_text(gpu_free)} "
-                       f"free on the GPU")
+                       f"step + {size_text(val_peak)} for validation + {size_text(GPU_RESERVE)} "
+                       f"{'fit in' if fits else 'exceed'} the {size_text(gpu_free)} free on the GPU")
         if fits:
             return "gpu", reasons[0]
     fits = processes * data_bytes < ram_available / 2

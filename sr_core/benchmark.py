@@ -10,14 +10,14 @@ The evaluate stage runs it on the val split plus `evaluate.benchmarks`; as a com
 import logging
 from pathlib import Path
 
-from sr_core.checkpoint import OPTIONAL_MODEL_HELP, load_model, model_and_others
+from sr_core.checkpoint import OPTIONAL_MODEL_HELP, model_and_others
 from sr_core.cli import argument_parser, run
 from sr_core.config import EvaluateConfig, InferenceConfig
 from sr_core.data import Pair, list_folder
 from sr_core.evaluation import figure, model_and_bicubic, sample_crops, score_pairs, summarize
 from sr_core.files import write_csv, write_json
 from sr_core.images import write_png
-from sr_core.inference import Model, add_arguments, config_from, configured, pick_device
+from sr_core.inference import Model, add_arguments, config_from, configured, inference_model, run_precision
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def benchmark(model: Model, sets: dict[str, list[Pair]], scale: int, inference: 
     write_csv(rows_path, rows)
     write_json(metrics_path, summary)
     samples = [(name, pair) for name, pairs in sets.items() for pair in pairs[:num_samples]]
-    write_png(figure_path, figure(sample_crops(model_and_bicubic(model, inference.bf16), samples, scale, crop)))
+    precision, _ = run_precision(model, inference.precision)
+    write_png(figure_path, figure(sample_crops(model_and_bicubic(model, precision), samples, scale, crop)))
     return summary
 
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if not folders:
         parser.error(f"give the folders to benchmark after the model {model_path}")
     inference = config_from(args)
-    model = load_model(model_path, pick_device(args.device))
+    model = inference_model(model_path, inference)
     benchmark(model, load_sets(folders), model.config.scale, inference, args.num_samples, args.crop,
               args.out / "images.csv", args.out / "metrics.json", args.out / "samples.png")
 

@@ -25,19 +25,21 @@ import torch
 
 from sr_core.checkpoint import load_model
 from sr_core.cli import argument_parser, run
-from sr_core.config import Params, build, load_params
+from sr_core.config import Params, build, in_current_keys, load_params
 from sr_core.data import Pair, list_folder, named_pairs
 from sr_core.evaluation import MEASURES, figure, sample_crops
 from sr_core.files import atomic_write, write_bytes
 from sr_core.images import write_png
-from sr_core.inference import pick_device, upscale
+from sr_core.device import pick_device
+from sr_core.inference import upscale
 
 WORKSPACE = "workspace"  # the name of the working tree as a run
 
 
 def run_params(rev: str) -> Params:
     """The params of a run: params.yaml at `rev` (a git revision or experiment name), or the workspace's.
-    A key that a run's params.yaml predates takes its default, so runs from older commits compare too."""
+    A key that a run's params.yaml predates takes its default, and keys renamed since are read in
+    today's names (`config.in_current_keys`), so runs from older commits compare too."""
     if rev == WORKSPACE:
         return load_params()
     try:
@@ -47,7 +49,7 @@ def run_params(rev: str) -> Params:
             from error
     except DvcException as error:
         raise ValueError(f"params.yaml at {rev}: {error}") from error
-    return build(Params, shown, f"params.yaml at {rev}")
+    return build(Params, in_current_keys(shown), f"params.yaml at {rev}")
 
 
 def read_bytes(path: str, rev: str, key: str) -> bytes:

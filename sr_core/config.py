@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 
 DVC_YAML = Path(__file__).resolve().parent.parent / "dvc.yaml"  # the pipeline beside this package
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # see device.resolve_precision
+COMPILE_MODES = ("eager", "default", "reduce-overhead", "max-autotune")  # not compiled, or torch.compile's modes
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,10 @@ class TrainConfig(Checked):
     step_gamma: float = bounded(0.5, 0, 1, low_open=True)
     ema_decay: float = bounded(0.0, 0, 1, high_open=True)  # EMA of the weights validated and saved; 0 = off
     loss: str = one_of("l1", ("l1", "mse"))
-    bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
-    compile: bool = False  # torch.compile the training step
+    precision: str = one_of("auto", PRECISIONS)  # auto: bf16 from sm_80, fp16 with loss scaling on sm_60/70/75, else fp32
+    tf32: bool = False  # TF32 tensor cores for float32 convolutions and matmuls (sm_80 and newer)
+    deterministic: bool = False  # deterministic algorithms only, cuDNN's benchmark off (docs/scale-and-gpus.md)
+    compile: str = one_of("eager", COMPILE_MODES)  # torch.compile the network in this mode (reduce-overhead: CUDA graphs)
     decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # where decoded pairs live (batches.residency)
     val_every: int = bounded(1, 1)  # validate every N epochs (and always after the last)
     time_limit_minutes: float = bounded(0.0, 0)  # end at the first epoch past this; the schedule fits it (0: none)
@@ -157,8 +162,12 @@ class TrainConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        require_device_name(self.device)
+
+
+def require_device_name(name: str) -> None:
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -175,10 +184,15 @@ class InferenceConfig(Checked):
 
     tile: int = bounded(512, 0)  # LR side above which an image runs in overlapping tiles, and batches of
     # same-size images hold at most tile x tile LR pixels (0: whole images, one at a time)
-    bf16: bool = True  # bf16 autocast on CUDA (never on the CPU)
+    precision: str = one_of("auto", PRECISIONS)  # as train.precision (auto: bf16 from sm_80, fp16 on sm_60/70/75)
+    device: str = "auto"  # evaluate and predict (validation runs where training does): auto | cpu | cuda | cuda:N
     workers: int = bounded(0, 0)  # threads that decode and encode images around the network (0: one per core)
     png_compress_level: int = bounded(6, 0, 9)  # zlib level of the predicted PNGs: 0 (fast, large) .. 9 (slow, small)
     self_ensemble: bool = False  # the mean of the model's outputs on the 8 flips and turns of each image (8x the time)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_device_name(self.device)
 
 
 @dataclass(frozen=True)
@@ -339,6 +353,19 @@ def require_folders(params: Params, *keys: str) -> None:
             if not Path(folder).is_dir():
                 problem = "is not a folder" if Path(folder).exists() else "does not exist"
                 raise ValueError(f"{key}: {folder} {problem}; set {key} in params.yaml to your folder")
+
+
+def in_current_keys(values: dict) -> dict:
+    """Params of an earlier version of the project in today's keys: `train.bf16` and `inference.bf16`
+    (true: bf16 where the GPU has it, else fp32) became `precision` (auto; false: fp32), and
+    `train.compile` (a boolean) a mode (eager; true: default)."""
+    values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    for section in ("train", "inference"):
+        if "bf16" in values.get(section, {}):
+            values[section]["precision"] = "auto" if values[section].pop("bf16") is True else "fp32"
+    if isinstance(values.get("train", {}).get("compile"), bool):
+        values["train"]["compile"] = "default" if values["train"]["compile"] else "eager"
+    return values
 
 
 def to_dict(config: Any) -> dict:

@@ -27,7 +27,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from sr_core.inference import pick_device
+from sr_core.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def start_processes(device_name: str) -> tuple[int, int, torch.device]:
     if cuda and local_size > torch.cuda.device_count():
         raise ValueError(f"{local_size} training processes on this machine but it has {torch.cuda.device_count()} "
                          f"GPU(s): NCCL runs one process per GPU; set train.processes to at most that")
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    device = pick_device(f"cuda:{local_rank}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from sr_core.config import InferenceConfig
 from sr_core.data import Pair, load_pair
 from sr_core.images import ImageError, bicubic_upscale
-from sr_core.inference import Model, same_size_batches, stack, upscale, upscale_into
+from sr_core.inference import Model, run_precision, same_size_batches, stack, upscale, upscale_into
 from sr_core.metrics import batch_metrics, min_scored_side
 from sr_core.parallel import num_workers, ordered_map
 
@@ -24,12 +24,12 @@ MEASURES = ("psnr_y", "ssim", "psnr_rgb")
 
 
 def model_metrics(model: Model, lr: torch.Tensor, hr: torch.Tensor, ssim: bool, tile: int = 0,
-                  bf16: bool = True) -> dict[str, torch.Tensor]:
+                  precision: str = "fp32") -> dict[str, torch.Tensor]:
     """The measures of the model's output for each (lr, hr) of a batch (NHWC uint8), as (N,)
     tensors on the model's device, where the SR images stay."""
     device = model.device
     sr = torch.empty(hr.shape, dtype=torch.uint8, device=device)
-    upscale_into(model, lr, sr, tile, bf16)
+    upscale_into(model, lr, sr, tile, precision)
     return batch_metrics(sr, hr.to(device), model.config.scale, ssim)
 
 
@@ -42,6 +42,7 @@ def score_pairs(pairs: list[Pair], scale: int, model: Model | None = None, bicub
     (see `load_pair`, and HR images too small to score) are all reported in one ImageError at the end.
     """
     device = model.device if model is not None else torch.device("cpu")
+    precision = run_precision(model, config.precision)[0] if model is not None else "fp32"
     workers, min_side = num_workers(config.workers), min_scored_side(scale)
 
     def decode(pair: Pair) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | ImageError:
@@ -70,7 +71,7 @@ def score_pairs(pairs: list[Pair], scale: int, model: Model | None = None, bicub
             hr = stack(hr_imgs).to(device)
             measured = {}
             if model is not None:
-                measured |= model_metrics(model, stack(lr_imgs), hr, ssim, config.tile, config.bf16)
+                measured |= model_metrics(model, stack(lr_imgs), hr, ssim, config.tile, precision)
             if bicubic:
                 baseline = batch_metrics(stack(bicubic_imgs).to(device), hr, scale, ssim)
                 measured |= {f"bicubic_{key}": value for key, value in baseline.items()}
@@ -127,12 +128,12 @@ def sample_crops(upscalers: dict[str, Callable[[np.ndarray], np.ndarray]], pairs
     return samples
 
 
-def model_and_bicubic(model: Model, bf16: bool = True) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def model_and_bicubic(model: Model, precision: str = "fp32") -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """The upscalers of the evaluate figure: bicubic, then the model."""
     scale = model.config.scale
     return {
         "bicubic": lambda lr_img: bicubic_upscale(lr_img, scale),
-        "model": lambda lr_img: upscale(model, lr_img, bf16=bf16),
+        "model": lambda lr_img: upscale(model, lr_img, precision=precision),
     }
 
 

@@ -20,12 +20,14 @@ import psutil
 import torch
 from tqdm import tqdm
 
-from sr_core.config import InferenceConfig
+from sr_core.checkpoint import load_model
+from sr_core.config import PRECISIONS, InferenceConfig
+from sr_core.device import autocast, pick_device, resolve_precision, set_tf32
 from sr_core.files import sha256_of, size_text, write_bytes, write_json
 from sr_core.images import (Decoded, ImageError, encode_png, list_images, name_key, read_image, resize_bicubic,
                             warn_dropped)
 from sr_core.model import SRResNet, inference_bytes, receptive_radius
-from sr_core.onnx_model import OnnxModel
+from sr_core.onnx_model import OnnxModel, onnxruntime_has_cuda
 from sr_core.parallel import num_workers, ordered_map
 
 log = logging.getLogger(__name__)
@@ -57,33 +59,24 @@ class SelfEnsemble:
 Model = SRResNet | OnnxModel | SelfEnsemble
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' is CUDA when present, else CPU; 'cpu', 'cuda' or 'cuda:N' are taken as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from error
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """--tile, --workers, --fp32 and --device, for the commands that run a model on images."""
+    """--tile, --workers, --precision, --self-ensemble and --device, for the commands that run a model on images."""
     defaults = InferenceConfig()
     parser.add_argument("--tile", type=int, default=defaults.tile,
                         help="LR side above which an image runs in tiles; a batch holds at most tile^2 LR pixels "
                              "(0: whole images, one at a time)")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="threads that decode and encode images (0: one per core)")
-    parser.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA")
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                        help="auto: bf16 on GPUs from sm_80, fp16 on sm_60/70/75, else fp32")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="the mean of the outputs on the 8 flips and 90-degree turns of each image (8x the time)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
 
 
 def config_from(args: argparse.Namespace, **settings: int) -> InferenceConfig:
     """The InferenceConfig of the options `add_arguments` added, plus any other `settings`."""
-    return InferenceConfig(tile=args.tile, bf16=not args.fp32, workers=args.workers,
+    return InferenceConfig(tile=args.tile, precision=args.precision, device=args.device, workers=args.workers,
                            self_ensemble=args.self_ensemble, **settings)
 
 
@@ -92,26 +85,41 @@ def configured(model: Model, config: InferenceConfig) -> Model:
     return SelfEnsemble(model) if config.self_ensemble else model
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 natively: CUDA GPUs of compute capability 8.0 and newer (A100,
-    A10, L4, RTX 30xx, H100, ...). Older ones (T4, P100, V100) would emulate it slowly, and the CPU
-    path is fp32, so they run fp32 even when bf16 is asked for."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+def run_precision(model: Model, requested: str) -> tuple[str, str]:
+    """The precision `model` runs in when `requested` (see `device.resolve_precision`), and why: an
+    ONNX export runs in the type it was exported in, whatever is asked."""
+    inner = model.model if isinstance(model, SelfEnsemble) else model
+    if isinstance(inner, OnnxModel):
+        return ("fp16" if inner.input_dtype == np.float16 else "fp32"), "an ONNX export runs in the type it was exported in"
+    return resolve_precision(requested, model.device)
 
 
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast when `bf16` is set and the device computes it natively (see `native_bf16`)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and native_bf16(device))
+def inference_model(path: str | Path, config: InferenceConfig, scale: int | None = None) -> Model:
+    """The model at `path` on `config.device`, its device and precision logged. An ONNX model runs
+    on onnxruntime's CPU provider, with a warning, where onnxruntime has no CUDA provider (no
+    onnxruntime-gpu), unless a GPU was asked for by name."""
+    device = pick_device(config.device)
+    if Path(path).suffix.lower() == ".onnx" and device.type == "cuda" and config.device == "auto" \
+            and not onnxruntime_has_cuda():
+        log.warning("%s: this onnxruntime has no CUDA provider, so the ONNX model runs on the CPU (pip install "
+                    "onnxruntime-gpu for the GPU)", path)
+        device = torch.device("cpu")
+    model = load_model(path, device, scale)
+    set_tf32(device, False)  # fp32 means IEEE float32 here
+    precision, why = run_precision(model, config.precision)
+    log.info("running %s on %s in %s: %s", path, device, precision, why)
+    return model
 
 
 @torch.no_grad()
-def upscale_into(model: Model, lr: torch.Tensor, out: torch.Tensor, tile: int = 0, bf16: bool = True) -> None:
+def upscale_into(model: Model, lr: torch.Tensor, out: torch.Tensor, tile: int = 0, precision: str = "fp32") -> None:
     """Writes the model's output for `lr` into `out`, rounded to 8 bits.
 
     `lr`: NHWC uint8 on any device; `out`: NHWC uint8, `scale` times larger, on any device. With
     `tile` > 0, images larger than `tile` LR pixels on a side run in tiles that overlap by the
     model's receptive radius, so the result equals the whole-image one (up to float rounding) and
-    beyond `out` only one tile is in flight, whatever the image's size.
+    beyond `out` only one tile is in flight, whatever the image's size. `precision`: resolved (see
+    `run_precision`).
     """
     device, scale = model.device, model.config.scale
     height, width = lr.shape[1:3]
@@ -124,18 +132,18 @@ def upscale_into(model: Model, lr: torch.Tensor, out: torch.Tensor, tile: int = 
             piece = lr[:, top:min(y_end + margin, height), left:min(x_end + margin, width)]
             # NHWC viewed as NCHW is the channels_last layout, which the model uses on CUDA
             piece = piece.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-            with autocast(device, bf16):
+            with autocast(device, precision):
                 sr = model(piece)
             sr = sr.float().clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1)
             out[:, scale * y:scale * y_end, scale * x:scale * x_end] = \
                 sr[:, scale * (y - top):scale * (y_end - top), scale * (x - left):scale * (x_end - left)]
 
 
-def upscale(model: Model, lr_img: np.ndarray, tile: int = 0, bf16: bool = True) -> np.ndarray:
+def upscale(model: Model, lr_img: np.ndarray, tile: int = 0, precision: str = "fp32") -> np.ndarray:
     """HWC uint8 LR -> HWC uint8 SR, `scale` times larger (see `upscale_into`)."""
     scale = model.config.scale
     sr_img = np.empty((scale * lr_img.shape[0], scale * lr_img.shape[1], 3), np.uint8)
-    upscale_into(model, torch.from_numpy(lr_img)[None], torch.from_numpy(sr_img)[None], tile, bf16)
+    upscale_into(model, torch.from_numpy(lr_img)[None], torch.from_numpy(sr_img)[None], tile, precision)
     return sr_img
 
 
@@ -159,7 +167,7 @@ def stack(images: list[np.ndarray] | tuple[np.ndarray, ...]) -> torch.Tensor:
     return torch.from_numpy(images[0])[None] if len(images) == 1 else torch.from_numpy(np.stack(images))
 
 
-def upscale_stream(model: Model, lr_imgs: Iterable[np.ndarray], tile: int = 0, bf16: bool = True
+def upscale_stream(model: Model, lr_imgs: Iterable[np.ndarray], tile: int = 0, precision: str = "fp32"
                    ) -> Iterator[np.ndarray]:
     """The SR image of each HWC uint8 LR image, in order; same-size images go through the network
     together (see `same_size_batches`)."""
@@ -167,7 +175,7 @@ def upscale_stream(model: Model, lr_imgs: Iterable[np.ndarray], tile: int = 0, b
     for batch in same_size_batches(lr_imgs, lambda img: img.shape[:2], tile):
         height, width = batch[0].shape[:2]
         sr = torch.empty((len(batch), scale * height, scale * width, 3), dtype=torch.uint8)
-        upscale_into(model, stack(batch), sr, tile, bf16)
+        upscale_into(model, stack(batch), sr, tile, precision)
         yield from sr.numpy()
 
 
@@ -235,6 +243,7 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
     workers = num_workers(config.workers)
     scale = model.config.scale
     model = configured(model, config)
+    precision, _ = run_precision(model, config.precision)
     kept = deque()  # (out_path, alpha, profile) of the images the network has taken, in order, until written
     failed = []  # with keep_going: why each file that did not decode was skipped
 
@@ -269,7 +278,7 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
 
     with ThreadPoolExecutor(workers) as pool:
         sr_imgs = upscale_stream(model, rgb_of(ordered_map(pool, read, lr_paths, ahead=workers)),
-                                 config.tile, config.bf16)
+                                 config.tile, precision)
         written = ordered_map(pool, lambda item: write(*item),
                               ((out_path, sr_img, alpha, profile) for sr_img in sr_imgs
                                for out_path, alpha, profile in [kept.popleft()]), ahead=workers)

@@ -33,13 +33,22 @@ class OnnxModel:
         return torch.from_numpy(sr_img)
 
 
+def onnxruntime_has_cuda() -> bool:
+    """Whether the installed onnxruntime runs on CUDA (onnxruntime-gpu); False without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 def providers(device: torch.device) -> list:
     """onnxruntime's providers for `device`: its CUDA provider (on that GPU) for CUDA, else the CPU's."""
     import onnxruntime
 
     if device.type != "cuda":
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+    if not onnxruntime_has_cuda():
         raise ValueError(f"device {device} asked for, but this onnxruntime runs only on "
                          f"{', '.join(onnxruntime.get_available_providers())}: install onnxruntime-gpu, "
                          f"or run on the CPU with --device cpu")

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -26,17 +27,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from sr_core.batches import ImageBatches, decode_pairs, decoded_bytes, residency
+from sr_core.batches import GPU_RESERVE, ImageBatches, decode_pairs, decoded_bytes, residency, validation_bytes
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
-from sr_core.config import DVC_YAML, InferenceConfig, Params, TrainConfig, to_dict
+from sr_core.config import DVC_YAML, Params, TrainConfig, to_dict
 from sr_core.data import Pair, cache_key, lr_shape
+from sr_core.device import autocast, card, grad_scaler, resolve_precision, set_backends
 from sr_core.distributed import agreed, from_every_rank, from_rank0, start_processes
 from sr_core.evaluation import model_metrics
-from sr_core.files import sha256_of, write_csv
-from sr_core.inference import autocast, native_bf16
+from sr_core.files import sha256_of, size_text, write_csv
 from sr_core.model import SRResNet
 from sr_core.patches import ImageStore, PatchBatcher, StripStore
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 PROGRESS_SECONDS = float(os.environ.get("SR_PROGRESS_SECONDS", 60))  # a progress line this often without a terminal
-RUNTIME_KEYS = ("device", "compile", "decode_cache", "processes")  # change how, not what, is trained
+RUNTIME_KEYS = ("device", "compile", "decode_cache", "processes", "deterministic")  # change how, not what, is trained
 
 
 def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], init_sha256: str | None,
@@ -57,6 +57,38 @@ def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
                "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256,
                "world_size": world_size, "patch_draws": 2}  # 2: drawn a batch at a time (earlier states differ)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class WeightAverage:
+    """The exponential moving average of a model's weights and BatchNorm statistics, validated and
+    saved in its place with `train.ema_decay`. One foreach lerp a step, with nothing read back to the
+    host: torch's AveragedModel handles each tensor on its own and reads its step count from the
+    device twice a step, which stalls a GPU's queue of kernels."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.module, self.decay = copy.deepcopy(model).requires_grad_(False), decay
+        # listed once: training and resuming update the model's tensors in place
+        (self._averages, self._weights), (self._counts, self._model_counts) = zip(
+            float_and_other_tensors(self.module), float_and_other_tensors(model))
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Moves the average towards the model's weights; counts (BatchNorm's batches) are copied."""
+        torch._foreach_lerp_(self._averages, self._weights, 1 - self.decay)
+        if self._counts:
+            torch._foreach_copy_(self._counts, self._model_counts)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(state)
+
+
+def float_and_other_tensors(model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The model's parameters and buffers, floating-point ones first, then the others, in order."""
+    tensors = list(model.state_dict(keep_vars=True).values())
+    return [t for t in tensors if t.is_floating_point()], [t for t in tensors if not t.is_floating_point()]
 
 
 def load_init_weights(model: SRResNet, path: str) -> None:
@@ -108,6 +140,14 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     if cfg.batch_size % world_size:
         raise ValueError(f"train.batch_size ({cfg.batch_size}) must divide over {world_size} processes")
     is_main = rank == 0
+    precision, why = resolve_precision(cfg.precision, device)
+    val_precision, val_why = resolve_precision(params.inference.precision, device)
+    run = {"precision": precision, **set_backends(device, cfg.tf32, cfg.deterministic),
+           "gpu": card(device) if device.type == "cuda" else None}  # what this run computes with, as recorded
+    if is_main:
+        log.info("training in %s (%s); validation in %s%s; TF32 %s; deterministic algorithms %s", precision, why,
+                 val_precision, "" if val_why == why else f" ({val_why})", "on" if run["tf32"] else "off",
+                 "only" if cfg.deterministic else "not asked for")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = SRResNet(params.model)
     init_sha256 = sha256_of(cfg.init_from) if cfg.init_from else None
@@ -122,10 +162,9 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=True)  # one kernel for all weights, not ~10 a tensor
+    scaler = grad_scaler(device, precision)
     steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
     budget = 60 * cfg.time_limit_minutes
     loss_fn = LOSSES[cfg.loss]
@@ -140,15 +179,20 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             dist.destroy_process_group()
         stopped_by = "time limit" if state["epoch"] < cfg.epochs else "epochs"
         return summary(params, state["history"], state["best"], steps_per_epoch, stopped_by, init_sha256, model,
-                       world_size, device) if is_main else None
+                       world_size, device, state["run"]) if is_main else None
     store, val_batches = decode_data(params, train_pairs, val_pairs if is_main else [], decode_cache_dir, device,
-                                     model, local_batch, log_choice=is_main)
+                                     model, local_batch, precision, log_choice=is_main)
     batcher = PatchBatcher(store, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank, batch_size=local_batch)
 
     history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state["run"]["precision"] != precision:
+            log.warning("%s was trained in %s, and this device trains in %s: the run goes on in %s", state_path,
+                        state["run"]["precision"], precision, precision)
+        elif state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
         elapsed = state["elapsed"]
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -157,15 +201,12 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
         log.info("resuming after epoch %d of %d from %s", state["epoch"], cfg.epochs, state_path)
     step_model = DistributedDataParallel(model) if world_size > 1 else model
-    if cfg.compile:
-        step_model = torch.compile(step_model)
+    if cfg.compile != "eager":
+        step_model = torch.compile(step_model, mode=cfg.compile)
     if is_main:
         log.info("training %d parameters on %d x %s: %d train / %d val pairs, %d steps per epoch of %d",
                  sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
                  len(val_pairs), steps_per_epoch, cfg.batch_size)
-        if cfg.bf16 and device.type == "cuda" and not native_bf16(device):
-            log.warning("%s has no native bf16: training in fp32 (set train.bf16: false to say so)",
-                        torch.cuda.get_device_name(device))
 
     step_seconds = elapsed / ((first_epoch - 1) * steps_per_epoch) if first_epoch > 1 else 0.0  # the last pace
     stopped_by = "epochs"
@@ -184,15 +225,11 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                                  cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = params.lr * lr_factor(step, cfg, steps_per_epoch)
-            lr_img, hr_img = batcher.sample()
-            with autocast(device, cfg.bf16):  # bf16 matmuls and convolutions; BatchNorm statistics stay float32
-                loss = loss_fn(step_model(lr_img), hr_img)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if cfg.compile == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
+            loss_sum += training_step(step_model, *batcher.sample(), loss_fn, optimizer, scaler, precision)
             if ema is not None:
-                ema.update_parameters(model)
-            loss_sum += loss.detach()
+                ema.update()
         if cuda:
             torch.cuda.synchronize(device)
         steps_per_second = steps_per_epoch / (time.perf_counter() - epoch_start)  # without validation
@@ -205,7 +242,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         if is_main:
             eval_model = ema.module if ema is not None else model
             validated = epoch % cfg.val_every == 0 or last
-            val = validate(eval_model, val_batches, params.inference) if validated else {}
+            val = validate(eval_model, val_batches, params.inference.tile, val_precision) if validated else {}
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum.item() / steps_per_epoch / world_size,
@@ -219,7 +256,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             history.append(row)
             write_csv(history_path, history)
             if validated and (best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]):
-                best = {**row, "state_dict": copy_state(eval_model)}
+                best = {**row, "state_dict": copy_state(eval_model), "run": run}
                 save_best(model_path, params, best)
         epoch_seconds = agreed(time.perf_counter() - epoch_start, world_size, device)
         elapsed, step_seconds = elapsed + epoch_seconds, epoch_seconds / steps_per_epoch
@@ -228,7 +265,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 "fingerprint": run_id, "sources": sources, "epoch": epoch, "finished": last, "elapsed": elapsed,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
-                "batches": batcher_states, "history": history, "best": best,
+                "scaler": scaler.state_dict(), "run": run, "batches": batcher_states, "history": history, "best": best,
             })
             log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
                      f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
@@ -244,7 +281,19 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     if world_size > 1:
         dist.destroy_process_group()
     return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, model, world_size,
-                   device) if is_main else None
+                   device, run) if is_main else None
+
+
+def training_step(model: torch.nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, loss_fn: Callable,
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, precision: str) -> torch.Tensor:
+    """One optimizer step on a batch, in `precision` (resolved); returns the loss, left on the device."""
+    with autocast(lr_img.device, precision):
+        loss = loss_fn(model(lr_img), hr_img)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()  # fp16: scaled, so that small gradients do not underflow; else as it is
+    scaler.step(optimizer)  # fp16: unscaled first, and skipped when a gradient overflowed
+    scaler.update()
+    return loss.detach()
 
 
 def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoch_seconds: float, loss: float,
@@ -263,8 +312,9 @@ def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoc
 
 
 def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, stopped_by: str,
-            init_sha256: str | None, model: SRResNet, world_size: int, device: torch.device) -> dict:
-    """The run's figures for the train stage's metrics file."""
+            init_sha256: str | None, model: SRResNet, world_size: int, device: torch.device, run: dict) -> dict:
+    """The run's figures for the train stage's metrics file, with what it computed with (`run`:
+    precision, TF32, deterministic algorithms, the GPU)."""
     return {
         "best_epoch": best["epoch"],
         "best_val_psnr_rgb": best["val_psnr_rgb"],
@@ -279,6 +329,7 @@ def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: in
         "init_from_sha256": init_sha256,
         "num_params": sum(p.numel() for p in model.parameters()),
         "device": f"{world_size} x {device.type}",
+        **run,
         "train_seconds": sum(row["seconds"] for row in history),
     }
 
@@ -298,14 +349,27 @@ def sources_stamp(pairs: list[Pair]) -> str:
 
 
 def decode_data(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], cache_dir: str | Path,
-                device: torch.device, model: SRResNet, batch_size: int, log_choice: bool
+                device: torch.device, model: SRResNet, batch_size: int, precision: str, log_choice: bool
                 ) -> tuple[ImageStore | StripStore, ImageBatches | None]:
     """The train pairs decoded once where `residency` chooses (the choice and its reason logged),
-    and the val pairs, if any, as batches beside them: scored again and again, they are decoded once too."""
+    and the val pairs, if any, as batches beside them: scored again and again, they are decoded once too.
+    On a GPU, a setting whose training step or validation would not fit is refused first."""
     cfg, scale, workers = params.train, params.model.scale, params.inference.workers
-    on_gpu_possible = device.type == "cuda" and cfg.decode_cache != "disk"  # the probe only serves that choice
-    gpu = (torch.cuda.mem_get_info(device)[0], step_peak_bytes(model, train_pairs[0], cfg, scale, batch_size, device)
-           ) if on_gpu_possible else ()
+    gpu = ()
+    if device.type == "cuda":
+        lr_side = cfg.patch_size // scale
+        lr_size = (lr_side, lr_side) if lr_side else lr_shape(train_pairs[0], scale)
+        step = step_memory(model, lr_size, cfg.loss, batch_size, device, precision)
+        val_peak = validation_bytes([lr_shape(pair, scale) for pair in val_pairs], params.model,
+                                    params.inference.tile) if val_pairs else 0
+        free = torch.cuda.mem_get_info(device)[0]
+        require_step_fits(step, val_peak, free, card(device), cfg, precision, resolve_precision("auto", device)[0])
+        if log_choice:
+            log.info("a training step takes about %s of GPU memory (measured at batches of 1 and 2, for %d), "
+                     "validation about %s, of the %s free", size_text(step), batch_size, size_text(val_peak),
+                     size_text(free))
+        if cfg.decode_cache != "disk":  # where the pairs could live on the GPU
+            gpu = (free, step, val_peak)
     where, why = residency(sum(decoded_bytes(pair, scale) for pair in train_pairs + val_pairs), cfg.decode_cache,
                            psutil.virtual_memory().available, int(os.environ.get("LOCAL_WORLD_SIZE", 1)), *gpu)
     if log_choice:
@@ -321,31 +385,70 @@ def decode_data(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
     return store, val_batches
 
 
-def step_peak_bytes(model: SRResNet, pair: Pair, cfg: TrainConfig, scale: int, batch_size: int,
-                    device: torch.device) -> int:
-    """The GPU memory one training step takes at its peak, measured: forward and backward of a copy
-    of `model` on a batch of zeros the size of the training batches, plus Adam's two moments."""
-    lr_side = cfg.patch_size // scale
-    lr_img_shape = (batch_size, 3, *((lr_side, lr_side) if lr_side else lr_shape(pair, scale)))
+def step_peak_bytes(model: SRResNet, lr_img_shape: tuple[int, ...], loss: str, device: torch.device,
+                    precision: str) -> int:
+    """The GPU memory one training step on a batch of `lr_img_shape` takes at its peak, measured:
+    forward and backward of a copy of `model` on zeros. OutOfMemoryError when it does not fit."""
     probe = copy.deepcopy(model)  # BatchNorm's running statistics of the model stay untouched
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    lr_img = torch.zeros(lr_img_shape, device=device).contiguous(memory_format=torch.channels_last)
-    with autocast(device, cfg.bf16):
-        sr_img = probe(lr_img)
-        LOSSES[cfg.loss](sr_img, torch.zeros_like(sr_img)).backward()
-    peak = torch.cuda.max_memory_allocated(device) - before
-    del probe, lr_img, sr_img
-    torch.cuda.empty_cache()
-    return peak + 2 * sum(p.numel() * p.element_size() for p in model.parameters())
+    try:
+        with autocast(device, precision):
+            sr_img = probe(torch.zeros(lr_img_shape, device=device).contiguous(memory_format=torch.channels_last))
+            LOSSES[loss](sr_img, torch.zeros_like(sr_img)).backward()
+        del sr_img
+        return torch.cuda.max_memory_allocated(device) - before
+    finally:
+        del probe
+        torch.cuda.empty_cache()  # what the probe held is free again when the free memory is read
 
 
-def validate(model: SRResNet, val_batches: ImageBatches, inference: InferenceConfig) -> dict[str, float]:
+def step_memory(model: SRResNet, lr_size: tuple[int, int], loss: str, batch_size: int, device: torch.device,
+                precision: str) -> int:
+    """The GPU memory a training step of `batch_size` LR samples of `lr_size` takes, plus Adam's two
+    moments: measured at batches of 1 and 2, and extended in a line, so that a setting that does not
+    fit is measured too."""
+    sample = (3, *lr_size)
+    try:
+        one, two = (step_peak_bytes(model, (n, *sample), loss, device, precision) for n in (1, 2))
+    except torch.cuda.OutOfMemoryError:
+        raise ValueError(f"a training step of 2 samples of {sample[2]}x{sample[1]} LR pixels does not fit in the GPU "
+                         f"memory free on {card(device)}: lower train.patch_size, or model.num_features or "
+                         f"model.num_blocks") from None
+    return one + (batch_size - 1) * (two - one) + 2 * sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def require_step_fits(step: int, val_peak: int, free: int, gpu: str, cfg: TrainConfig, precision: str,
+                      auto_precision: str) -> None:
+    """Refuses, before any pair is decoded, a setting whose training step (`step` bytes) or validation
+    pass (`val_peak`) does not fit in the `free` bytes of the GPU beside `GPU_RESERVE`, saying by how
+    much and which params lower it. The two never run at once, and validation reuses the memory the
+    step freed, so the larger of them counts."""
+    need = max(step, val_peak) + GPU_RESERVE
+    if need <= free:
+        return
+    remedies = []
+    if step + GPU_RESERVE > free:
+        remedies += [f"lower train.batch_size ({cfg.batch_size})",
+                     f"lower train.patch_size ({cfg.patch_size})" if cfg.patch_size else
+                     "train on patches (train.patch_size, 0 for whole images now)"]
+        if precision == "fp32" and auto_precision != "fp32":
+            remedies.append(f"set train.precision to auto ({auto_precision} on this card: about half the memory)")
+    if val_peak + GPU_RESERVE > free:
+        remedies.append("lower inference.tile for validation")
+    samples = f"patches of {cfg.patch_size} px" if cfg.patch_size else "whole images"
+    raise ValueError(f"a training step of {cfg.batch_size} {samples} in {precision} needs about {size_text(step)} of "
+                     f"GPU memory and validation about {size_text(val_peak)}: with {size_text(GPU_RESERVE)} of "
+                     f"reserve, {size_text(need - free)} more than the {size_text(free)} free on {gpu}. To fit: "
+                     f"{'; '.join(remedies)}")
+
+
+def validate(model: SRResNet, val_batches: ImageBatches, tile: int, precision: str) -> dict[str, float]:
     """Mean measures (without SSIM) of `model` over the val batches; the SR images and per-image
     measures stay on the device, only the means come back."""
     model.eval()
-    per_batch = [model_metrics(model, lr, hr, False, inference.tile, inference.bf16) for lr, hr in val_batches]
+    per_batch = [model_metrics(model, lr, hr, False, tile, precision) for lr, hr in val_batches]
     means = {key: torch.cat([measured[key] for measured in per_batch]).mean() for key in per_batch[0]}
     return dict(zip(means, torch.stack(list(means.values())).tolist()))
 
@@ -360,4 +463,4 @@ def save_best(path: str | Path, params: Params, best: dict) -> None:
     model = SRResNet(params.model)
     model.load_state_dict(best["state_dict"])
     save_checkpoint(path, model, epoch=best["epoch"], val_psnr_rgb=best["val_psnr_rgb"],
-                    val_psnr_y=best["val_psnr_y"], params=to_dict(params))
+                    val_psnr_y=best["val_psnr_y"], params=to_dict(params), run=best["run"])

@@ -15,11 +15,11 @@ import logging
 import sys
 from pathlib import Path
 
-from sr_core.checkpoint import OPTIONAL_MODEL_HELP, load_model, model_and_others
+from sr_core.checkpoint import OPTIONAL_MODEL_HELP, model_and_others
 from sr_core.cli import argument_parser, run
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images, special_file
-from sr_core.inference import add_arguments, config_from, pick_device, upscale_files
+from sr_core.inference import add_arguments, config_from, inference_model, upscale_files
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     map_large_buffers()
     config = config_from(args, png_compress_level=args.compress_level)
     paths = collect_inputs(inputs, args.out)
-    model = load_model(model_path, pick_device(args.device))
+    model = inference_model(model_path, config)
     written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True, keep_going=True)
     logging.info("wrote %d images to %s", len(written), args.out)
 

@@ -1,11 +1,11 @@
 """Stage evaluate: the best model and bicubic on the val split and `evaluate.benchmarks`."""
 
 from sr_core.benchmark import benchmark, load_sets
-from sr_core.checkpoint import load_model, require_trained_with
+from sr_core.checkpoint import require_trained_with
 from sr_core.cli import run_stage
 from sr_core.config import Params, require_folders
 from sr_core.data import read_split
-from sr_core.inference import pick_device
+from sr_core.inference import inference_model
 
 
 def evaluate(params: Params) -> None:
@@ -15,7 +15,7 @@ def evaluate(params: Params) -> None:
     _, val_pairs = read_split(paths.split, data.train_lr_dir, data.train_hr_dir, data.extra_train_dirs)
     sets = {"val": val_pairs} | load_sets(config.benchmarks)
     require_trained_with(paths.model, params)
-    model = load_model(paths.model, pick_device(params.train.device), scale)
+    model = inference_model(paths.model, params.inference, scale)
     benchmark(model, sets, scale, params.inference, config.num_samples, config.sample_crop,
               paths.eval_images, paths.eval_metrics, paths.eval_samples)
 

@@ -1,18 +1,18 @@
 """Stage predict: every test LR image -> a 4x PNG of the same name, by `predict.model` (the .pt or
 an export of it)."""
 
-from sr_core.checkpoint import load_model, require_trained_with
+from sr_core.checkpoint import require_trained_with
 from sr_core.cli import run_stage
 from sr_core.config import Params, require_folders
 from sr_core.files import sha256_of
-from sr_core.inference import pick_device, predict_folder
+from sr_core.inference import inference_model, predict_folder
 
 
 def predict(params: Params) -> None:
     require_folders(params, "data.test_lr_dir")
     model_path = params.predict.model
     require_trained_with(model_path, params)
-    model = load_model(model_path, pick_device(params.train.device), params.model.scale)
+    model = inference_model(model_path, params.inference, params.model.scale)
     predict_folder(model, params.data.test_lr_dir, params.paths.predictions, params.inference,
                    model_sha256=sha256_of(model_path))
 

@@ -9,7 +9,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from sr_core.config import Params
+from sr_core.config import DemoConfig, Params
+from sr_core.data import check_pairs
+from sr_core.demo import make_demo_data
 from sr_core.preset import preset_params, read_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +37,16 @@ def paired_folder(tmp_path, rng):
         save(tmp_path / "lr" / f"{i:03d}.png", lr_img)
         save(tmp_path / "hr" / f"{i:03d}.png", np.kron(lr_img, np.ones((4, 4, 1), np.uint8)))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def photo_tiles(tmp_path_factory) -> list:
+    """Paired 64 px HR tiles of three of scikit-image's photographs (the demo data's way)."""
+    folder = tmp_path_factory.mktemp("tiles")
+    make_demo_data(DemoConfig(out_dir=str(folder), train_images=("astronaut", "coffee", "chelsea"),
+                              test_images=("camera",), tile_size=64), 4)
+    pairs, _ = check_pairs(folder / "train" / "lr", folder / "train" / "hr", 4)
+    return pairs
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import REPO, write_params
-from sr_core.config import Params, load_params
+from sr_core.config import Params, build, in_current_keys, load_params
 
 
 def test_repo_params_load():
@@ -37,3 +37,13 @@ def test_non_integer_for_an_int_is_an_error(tmp_path):
 def test_non_positive_lr_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"params.lr must be a number > 0; got 0.0"):
         load_params(write_params(tmp_path, {"lr": 0}))
+
+
+def test_params_of_earlier_versions_read_in_todays_keys():
+    """What `python -m sr_core.compare` reads at an older commit: bf16 switches and a boolean compile."""
+    earlier = {"train": {"epochs": 3, "bf16": False, "compile": False}, "inference": {"bf16": True, "tile": 64}}
+    params = build(Params, in_current_keys(earlier))
+    assert (params.train.precision, params.train.compile, params.inference.precision) == ("fp32", "eager", "auto")
+    assert (params.train.epochs, params.inference.tile) == (3, 64)
+    assert earlier["train"]["bf16"] is False  # the caller's mapping is left as it was
+    assert in_current_keys({"train": {"compile": True}})["train"]["compile"] == "default"

@@ -7,8 +7,9 @@ from PIL import Image
 
 from conftest import save
 from sr_core.config import InferenceConfig
+from sr_core.device import pick_device
 from sr_core.images import read_rgb
-from sr_core.inference import (SelfEnsemble, autocast, configured, native_bf16, pick_device, predict_folder,
+from sr_core.inference import (SelfEnsemble, configured, predict_folder,
                                same_size_batches, upscale, upscale_stream)
 from sr_core.model import ModelConfig, SRResNet
 
@@ -123,14 +124,6 @@ def test_tiled_upscale_equals_the_whole_image(rng, bicubic_residual):
     assert tiled.shape == whole.shape == (148, 116, 3)
     assert np.abs(tiled.astype(int) - whole).max() <= 1  # float summation order may flip a rounding
     assert (tiled != whole).mean() < 0.001
-
-
-@pytest.mark.parametrize("capability, native", [((7, 5), False), ((6, 0), False), ((8, 0), True), ((9, 0), True)])
-def test_bf16_only_where_the_gpu_computes_it_natively(monkeypatch, capability, native):
-    """A T4 (7.5) or P100 (6.0) runs fp32 even with bf16 asked for; an A100 (8.0) or H100 (9.0) runs bf16."""
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert native_bf16(torch.device("cuda")) is native
-    assert not native_bf16(torch.device("cpu")) and not autocast(torch.device("cpu"), bf16=True)._enabled
 
 
 class Repeat:

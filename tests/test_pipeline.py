@@ -102,6 +102,20 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     run("git", "commit", "-qm", "baseline")
     assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
 
+    # the ONNX export on a machine with a GPU (reported by torch, faked) but no onnxruntime-gpu: predict
+    # runs it on onnxruntime's CPU provider with a warning, and nothing is trained again
+    fake_gpu = ENV | {"PYTHONPATH": str(REPO / "tests" / "fake_cuda"), "SR_FAKE_CUDA": "7,5"}
+    ran = subprocess.run(["dvc", "exp", "run", "-n", "onnx-on-a-gpu", "-S", "predict.model=models/best.onnx"],
+                         cwd=root, env=fake_gpu, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    for stage, reran in (("train", False), ("evaluate", False), ("predict", True), ("submit", True)):
+        assert (f"Running stage '{stage}'" in ran.stdout) is reran, stage
+    assert "has no CUDA provider, so the ONNX model runs on the CPU" in ran.stdout + ran.stderr
+    assert check_submission(root / "submission.csv", root / "data/demo/test/lr", 4) == 2
+    run("git", "checkout", "--", "params.yaml", "dvc.lock")
+    run("dvc", "checkout")
+    assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
+
     output = run("dvc", "exp", "run", "-n", "lr-2e-4", "-S", "lr=2e-4")
     for stage in ("train", "evaluate", "predict", "submit"):
         assert f"Running stage '{stage}'" in output

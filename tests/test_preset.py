@@ -69,7 +69,7 @@ def test_preset_reference_is_the_reference_scripts_setting():
     assert sum(p.numel() for p in SRResNet(params.model).parameters()) == 1_549_443
     assert params.lr == 1e-4
     assert (params.train.epochs, params.train.batch_size, params.train.patch_size) == (100, 8, 0)
-    assert (params.train.patches_per_image, params.train.ema_decay, params.train.bf16) == (1, 0, False)  # one pass
+    assert (params.train.patches_per_image, params.train.ema_decay) == (1, 0)  # one pass
     assert (params.train.schedule, params.train.loss, params.train.augment) == ("constant", "l1", False)
     assert (params.split.val_split, params.split.seed) == (0.15, 42)
 

@@ -18,9 +18,8 @@ import yaml
 
 from conftest import REPO, free_port, preset, read_history, wait_for_epochs, write_params
 from sr_core.checkpoint import hold_train_state, load_model
-from sr_core.config import DemoConfig, Params, TrainConfig
+from sr_core.config import Params, TrainConfig
 from sr_core.data import check_pairs, load_pair, write_split
-from sr_core.demo import make_demo_data
 from sr_core.distributed import LAUNCHER_PID, launch
 from sr_core.metrics import psnr_y
 from sr_core.model import ModelConfig
@@ -51,7 +50,8 @@ def test_a_time_budget_stretches_the_schedule_over_it():
 def test_fingerprint_ignores_how_but_not_what(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     base = fingerprint(Params(), pairs[:4], pairs[4:], None, 1)
-    assert base == fingerprint(Params(train=TrainConfig(device="cpu", compile=True)), pairs[:4], pairs[4:], None, 1)
+    how = TrainConfig(device="cpu", compile="reduce-overhead", deterministic=True, decode_cache="disk")
+    assert base == fingerprint(Params(train=how), pairs[:4], pairs[4:], None, 1)
     # processes per machine is how; the world size is what: each process draws its own patches
     assert base == fingerprint(Params(train=TrainConfig(processes=2)), pairs[:4], pairs[4:], None, 1)
     assert base != fingerprint(Params(train=TrainConfig(processes=2)), pairs[:4], pairs[4:], None, 2)
@@ -318,7 +318,6 @@ def test_validation_equals_the_reference_metrics(paired_folder):
     """The device path of validation (batched, rounded to 8 bits, torch metrics) gives the numpy
     reference's means over the val images."""
     from sr_core.batches import ImageBatches, decode_pairs
-    from sr_core.config import InferenceConfig
     from sr_core.inference import upscale
     from sr_core.metrics import image_metrics
     from sr_core.model import SRResNet
@@ -328,7 +327,7 @@ def test_validation_equals_the_reference_metrics(paired_folder):
     model = SRResNet(ModelConfig(num_blocks=1, num_features=8, bicubic_residual=True))
     decoded = decode_pairs(pairs, 4, workers=2)
     for tile in (64, 8, 0):  # all six in one batch; tiles; one image at a time
-        val = validate(model, ImageBatches(decoded, tile, torch.device("cpu")), InferenceConfig(tile=tile))
+        val = validate(model, ImageBatches(decoded, tile, torch.device("cpu")), tile, "fp32")
         reference = [image_metrics(upscale(model, lr_img), hr_img, 4, ssim=False) for lr_img, hr_img in decoded]
         for key in ("psnr_rgb", "psnr_y", "mae", "mse"):
             assert val[key] == pytest.approx(sum(r[key] for r in reference) / len(reference), rel=1e-5), key
@@ -373,16 +372,6 @@ def test_the_reference_setting_trains_on_whole_images_one_pass_an_epoch(paired_f
     summary = train(params, pairs[:4], pairs[4:], out / "best.pt", out / "h.csv", out / "last.pt", out / "c")
     assert summary["steps"] == 2  # 4 whole images in batches of 2
     assert torch.load(out / "best.pt", weights_only=True)["model_config"] == dataclasses.asdict(reference.model)
-
-
-@pytest.fixture(scope="module")
-def photo_tiles(tmp_path_factory) -> list:
-    """Paired 64 px HR tiles of three of scikit-image's photographs (the demo data's way)."""
-    folder = tmp_path_factory.mktemp("tiles")
-    make_demo_data(DemoConfig(out_dir=str(folder), train_images=("astronaut", "coffee", "chelsea"),
-                              test_images=("camera",), tile_size=64), 4)
-    pairs, _ = check_pairs(folder / "train" / "lr", folder / "train" / "hr", 4)
-    return pairs
 
 
 @torch.no_grad()
