@@ -69,7 +69,8 @@ def read_bytes(path: str, rev: str, key: str) -> bytes:
 
 
 def per_image(rev: str, params: Params) -> pd.DataFrame:
-    return pd.read_csv(io.BytesIO(read_bytes(params.paths.eval_images, rev, "paths.eval_images")))
+    rows = pd.read_csv(io.BytesIO(read_bytes(params.paths.eval_images, rev, "paths.eval_images")))
+    return rows.reindex(columns=[*rows.columns, *(m for m in MEASURES if m not in rows)])  # blank: a run before it
 
 
 def join(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +125,8 @@ def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device
     sets, changed = per_set(joined), most_changed(joined, top)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 4):
         print(f"{b} against {a}: mean change per set (B - A), and images better / worse in PSNR-Y\n")
-        print(sets[["set", "images", "psnr_y_change", "ssim_change", "psnr_rgb_change", "better", "worse", "same"]]
+        print(sets[["set", "images", "psnr_y_change", "ssim_change", "psnr_rgb_change", "competition_score_change",
+                    "better", "worse", "same"]]
               .to_string(index=False))
         print(f"\nthe {len(changed)} images that changed most in PSNR-Y\n")
         print(changed[["set", "name", "psnr_y_a", "psnr_y_b", "psnr_y_change", "ssim_change"]].to_string(index=False))

@@ -126,6 +126,7 @@ class DataConfig(Checked):
     train_hr_dir: str = "data/demo/train/hr"
     extra_train_dirs: tuple[str, ...] = ()  # e.g. (data/datasets/T91, data/datasets/BSD200)
     test_lr_dir: str = "data/demo/test/lr"
+    sample_submission: str = optional_path()  # the SRGD competition's sample_submission.csv: its rows, ids, order
 
 
 @dataclass(frozen=True)
@@ -201,10 +202,18 @@ class PredictConfig(Checked):
 
 
 @dataclass(frozen=True)
+class SubmitConfig(Checked):
+    # png: the reference script's file (id = the file's name, Encoded_Image = base64 PNG);
+    # rle: the SRGD competition's (id, filename, rle: its run-length cells, see competition.py)
+    format: str = one_of("png", ("png", "rle"))
+
+
+@dataclass(frozen=True)
 class PathsConfig(Checked):
     """Every file the pipeline writes; dvc.yaml reads these same keys through templating."""
 
     data_folders: str = "data/folders.json"  # the data folder params, once check_data found each folder
+    sample_submission_hash: str = "data/sample_submission.json"  # data.sample_submission's SHA-256, for submit
     split: str = "data/split.json"
     rejects: str = "data/rejects.csv"
     split_metrics: str = "metrics/split.json"
@@ -234,6 +243,7 @@ class Params(Checked):
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    submit: SubmitConfig = field(default_factory=SubmitConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from sr_core.inference import Model, run_precision, same_size_batches, stack, up
 from sr_core.metrics import batch_metrics, min_scored_side
 from sr_core.parallel import num_workers, ordered_map
 
-MEASURES = ("psnr_y", "ssim", "psnr_rgb")
+MEASURES = ("psnr_y", "ssim", "psnr_rgb", "competition_score")
 
 
 def model_metrics(model: Model, lr: torch.Tensor, hr: torch.Tensor, ssim: bool, tile: int = 0,

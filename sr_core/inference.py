@@ -219,7 +219,8 @@ def require_memory(model: Model, path: Path, lr_size: tuple[int, int], alpha: bo
 
 def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                   config: InferenceConfig = InferenceConfig(), keep_alpha_and_profile: bool = False,
-                  keep_going: bool = False) -> dict[Path, str]:
+                  keep_going: bool = False, also: Callable[[Path, np.ndarray], dict] | None = None
+                  ) -> dict[Path, dict]:
     """Upscales each image file to a PNG of the same name in `out_dir` (see `prediction_path`).
 
     Decoding and PNG encoding run in `config.workers` threads, a few images ahead of and behind the
@@ -228,8 +229,10 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
     its name; with `keep_going` (the upscale command), it is named in a warning, every other file is
     written, and then one error names them all. With `keep_alpha_and_profile` (the upscale command),
     an input's alpha is upscaled bicubic into an RGBA output and its ICC profile is carried over;
-    without it (predictions are RGB by contract), what is dropped is logged per file. Returns the
-    SHA-256 of each written file by its path.
+    without it (predictions are RGB by contract), what is dropped is logged per file. `also`, if
+    given, is called in the writer threads with each output's path and its SR image, to write more
+    from it (the competition's cells). Returns a record of each written file by its path: its
+    SHA-256, and what `also` returned.
     """
     out_paths = [prediction_path(out_dir, path) for path in lr_paths]
     sources = {}  # by the output's name as file systems compare names (see images.name_key)
@@ -269,12 +272,12 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
             yield decoded.rgb
 
     def write(out_path: Path, sr_img: np.ndarray, alpha: np.ndarray | None, icc_profile: bytes | None
-              ) -> tuple[Path, str]:
+              ) -> tuple[Path, dict]:
         if alpha is not None:
             alpha = resize_bicubic(alpha, scale * alpha.shape[1], scale * alpha.shape[0])
         png = encode_png(sr_img, config.png_compress_level, alpha, icc_profile)
         write_bytes(out_path, png)
-        return out_path, hashlib.sha256(png).hexdigest()
+        return out_path, {"sha256": hashlib.sha256(png).hexdigest(), **(also(out_path, sr_img) if also else {})}
 
     with ThreadPoolExecutor(workers) as pool:
         sr_imgs = upscale_stream(model, rgb_of(ordered_map(pool, read, lr_paths, ahead=workers)),
@@ -282,29 +285,30 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
         written = ordered_map(pool, lambda item: write(*item),
                               ((out_path, sr_img, alpha, profile) for sr_img in sr_imgs
                                for out_path, alpha, profile in [kept.popleft()]), ahead=workers)
-        hashes = dict(tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"))
+        records = dict(tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"))
     if failed:
-        raise ValueError(f"{len(failed)} of {len(lr_paths)} images could not be read, and the other {len(hashes)} "
+        raise ValueError(f"{len(failed)} of {len(lr_paths)} images could not be read, and the other {len(records)} "
                          f"were written to {out_dir}: {'; '.join(failed)}")
-    return hashes
+    return records
 
 
 def predict_folder(model: Model, lr_dir: str | Path, out_dir: str | Path,
-                   config: InferenceConfig = InferenceConfig(), model_sha256: str = "") -> list[Path]:
-    """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`),
-    and records in `out_dir/records.json` what each was made from (the test file's name and
-    SHA-256, and `model_sha256`, the checkpoint's) and its own SHA-256, so that a submission can
-    refuse a stale prediction, or one that changed since it was written.
+                   config: InferenceConfig = InferenceConfig(), model_sha256: str = "",
+                   also: Callable[[Path, np.ndarray], dict] | None = None) -> list[Path]:
+    """Upscales every image in `lr_dir` to a PNG of the same name in `out_dir` (see `upscale_files`,
+    and its `also`), and records in `out_dir/records.json` what each was made from (the test file's
+    name and SHA-256, and `model_sha256`, the checkpoint's) and its own SHA-256, so that a submission
+    can refuse a stale prediction, or one that changed since it was written.
 
     A file that does not decode stops the run with its name: a submission needs every test image.
     """
     lr_paths = list_images(lr_dir)
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no images to predict")
-    written = upscale_files(model, lr_paths, out_dir, config)
+    written = upscale_files(model, lr_paths, out_dir, config, also=also)
     write_json(Path(out_dir) / RECORDS, {
         "model_sha256": model_sha256,
-        "predictions": {out.name: {"source": lr.name, "source_sha256": sha256_of(lr), "sha256": sha256}
-                        for lr, (out, sha256) in zip(lr_paths, written.items())}})
+        "predictions": {out.name: {"source": lr.name, "source_sha256": sha256_of(lr), **record}
+                        for lr, (out, record) in zip(lr_paths, written.items())}})
     log.info("wrote %d predictions to %s, and what each was made from to %s", len(written), out_dir, RECORDS)
     return list(written)

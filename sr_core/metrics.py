@@ -1,6 +1,11 @@
 """Image quality measures of 8-bit images (the SR output already rounded to 8 bits).
 
-- `psnr_rgb`: the reference script's and the Kaggle leaderboard's measure, over all RGB pixels.
+- `psnr_rgb`: the reference script's measure and its competition's leaderboard's, over all RGB pixels.
+- `competition_score`: the public SRGD competition's score ("super-resolution-in-video-games" on
+  Kaggle): 20 log10(255) - 10 log10(m + 1e-6), at most 100, where m is the mean of the squared
+  differences of all pixels computed as its scorer computes them, in 8-bit unsigned arithmetic,
+  which wraps: a difference d counts as d^2 mod 256, so 16 and 240 count as 0 and 1 as 1. It is
+  not a PSNR (docs/results.md).
 - `psnr_y` and `ssim`: the literature's protocol. Y of ITU-R BT.601 as MATLAB's rgb2ycbcr
   computes it (16 + (65.481 R + 128.553 G + 24.966 B) / 255), `scale` pixels cut from every
   border, peak 255; SSIM of Wang et al. (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03,
@@ -25,6 +30,7 @@ Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BT.601 Y per unit of 
 SSIM_C1, SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 SSIM_WINDOW = 11  # the Gaussian's support: 2 * int(3.5 * sigma + 0.5) + 1, as scikit-image truncates it
 STRIP_PIXELS = 1 << 17  # on a CPU, metrics run in strips of rows this large, to stay in cache
+COMPETITION_PEAK, COMPETITION_EPS, COMPETITION_CAP = 20 * math.log10(255), 1e-6, 100.0
 
 
 def min_scored_side(scale: int) -> int:
@@ -69,9 +75,18 @@ def ssim_y(sr_img: np.ndarray, hr_img: np.ndarray, border: int) -> float:
                                        use_sample_covariance=False, K1=0.01, K2=0.03))
 
 
+def competition_score(sr_img: np.ndarray, hr_img: np.ndarray) -> float:
+    """The competition's score of one prediction against its truth (uint8 arrays of one shape, in
+    any channel order: every pixel counts alike)."""
+    _check_shapes(sr_img, hr_img)
+    wrapped = (hr_img.astype(np.uint8) - sr_img.astype(np.uint8)) ** 2  # uint8: wraps, as the scorer's does
+    return min(COMPETITION_PEAK - 10 * math.log10(float(wrapped.mean()) + COMPETITION_EPS), COMPETITION_CAP)
+
+
 def image_metrics(sr_img: np.ndarray, hr_img: np.ndarray, scale: int, ssim: bool = True) -> dict[str, float]:
     """All measures of one SR image against its HR; `scale` is also the border cut for Y."""
     metrics = {
+        "competition_score": competition_score(sr_img, hr_img),
         "psnr_rgb": psnr_rgb(sr_img, hr_img),
         "psnr_y": psnr_y(sr_img, hr_img, scale),
         "mae": float(np.abs(sr_img / 255.0 - hr_img / 255.0).mean()),
@@ -127,8 +142,11 @@ def batch_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int, ssim: bool = T
     to_y = torch.tensor(Y_WEIGHTS, device=hr.device)
     strip = max(1, strip_pixels // (len(hr) * width)) if strip_pixels else height
     squares, absolutes, y_squares = (torch.zeros(len(hr), device=hr.device) for _ in range(3))
+    wrapped = torch.zeros(len(hr), dtype=torch.int64, device=hr.device)
     for top in range(0, height, strip):
-        diff = sr[:, top:top + strip].float() - hr[:, top:top + strip].float()  # whole numbers: exact
+        sr_strip, hr_strip = sr[:, top:top + strip], hr[:, top:top + strip]
+        wrapped += (hr_strip - sr_strip).square_().sum(dim=(1, 2, 3), dtype=torch.int64)  # uint8: wraps
+        diff = sr_strip.float() - hr_strip.float()  # whole numbers: exact
         squares += diff.square().sum(dim=(1, 2, 3))
         absolutes += diff.abs().sum(dim=(1, 2, 3))
         # PSNR-Y needs only the Y difference, taken from the exact RGB difference
@@ -137,6 +155,8 @@ def batch_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int, ssim: bool = T
         y_squares += y_diff.square().sum(dim=(1, 2))
     mse = squares / hr[0].numel()  # on 0..255
     metrics = {
+        "competition_score": (COMPETITION_PEAK - 10 * torch.log10(wrapped.double() / hr[0].numel() + COMPETITION_EPS)
+                              ).clamp(max=COMPETITION_CAP),
         "psnr_rgb": 10 * torch.log10(255**2 / mse),
         "psnr_y": 10 * torch.log10(255**2 * (height - 2 * border) * (width - 2 * border) / y_squares),
         "mae": absolutes / hr[0].numel() / 255,

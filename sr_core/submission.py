@@ -47,11 +47,12 @@ def submission_id(path: Path) -> str:
                          f"submission id; rename it") from error
 
 
-def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: str) -> dict[Path, str]:
+def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: str) -> dict[Path, dict]:
     """Each test image's prediction was made from that very file (its name and SHA-256) by the
     model whose checkpoint has `model_sha256`, as the predict stage recorded; else ValueError
     naming the test file: a prediction left from another input or another model is stale.
-    Returns the SHA-256 each prediction had when written, by test file, for the rows to check."""
+    Returns each prediction's record by test file (the SHA-256 it had when written, and what else
+    was written with it), for the rows to check."""
     records_path = Path(pred_dir) / RECORDS
     try:
         records = json.loads(records_path.read_text(encoding="utf-8"))
@@ -72,7 +73,7 @@ def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: st
         if record.get("source_sha256") != sha256_of(test_path):
             raise ValueError(f"{test_path}: changed since its prediction {png} was made; run the predict stage "
                              f"(dvc repro)")
-    return {test_path: made_from[prediction_path(pred_dir, test_path).name].get("sha256") for test_path in test_paths}
+    return {test_path: made_from[prediction_path(pred_dir, test_path).name] for test_path in test_paths}
 
 
 def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: str | Path, scale: int,
@@ -99,7 +100,7 @@ def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: st
         if not png.is_file():
             raise FileNotFoundError(f"{png}: no prediction for test image {test_path}")
         content = png.read_bytes()
-        if test_path in written and hashlib.sha256(content).hexdigest() != written[test_path]:
+        if test_path in written and hashlib.sha256(content).hexdigest() != written[test_path].get("sha256"):
             raise ValueError(f"{png}: not the file the predict stage wrote for {test_path} (its content changed "
                              f"since: overwritten, e.g. by a prediction whose name differs only in case, or "
                              f"edited); run the predict stage (dvc repro)")

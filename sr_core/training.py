@@ -249,6 +249,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 "val_loss": val.get("mae" if cfg.loss == "l1" else "mse"),  # None (blank) when not validated
                 "val_psnr_rgb": val.get("psnr_rgb"),
                 "val_psnr_y": val.get("psnr_y"),
+                "val_competition_score": val.get("competition_score"),  # the SRGD competition's (metrics.py)
                 "lr": optimizer.param_groups[0]["lr"],
                 "steps_per_second": steps_per_second,  # a run slowed by another process shows here
                 "seconds": time.perf_counter() - epoch_start,

@@ -1,4 +1,6 @@
-"""Stage check_data: every data folder param names a folder, checked before any stage reads one.
+"""Stage check_data: every data folder param names a folder, checked before any stage reads one;
+the sample submission, if any, is a file, whose SHA-256 the submit stage depends on through this
+stage's second output (DVC cannot take an optional file as a dependency).
 
 DVC checks a stage's dependencies only when it reaches that stage, and stops at a missing one with
 a bare `[Errno 2]`; this stage runs at every `dvc repro` (it only looks at folder names), before
@@ -6,9 +8,11 @@ split (which depends on what it writes), and names the param to set: a typo in t
 shows before training, not after it.
 """
 
+from pathlib import Path
+
 from sr_core.cli import run_stage
 from sr_core.config import Params, require_folders, to_dict
-from sr_core.files import write_json
+from sr_core.files import sha256_of, write_json
 
 FOLDER_PARAMS = ("data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dirs", "data.test_lr_dir",
                  "evaluate.benchmarks")
@@ -16,7 +20,14 @@ FOLDER_PARAMS = ("data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dir
 
 def check_data(params: Params) -> None:
     require_folders(params, *FOLDER_PARAMS)
-    write_json(params.paths.data_folders, {"data": to_dict(params.data), "benchmarks": params.evaluate.benchmarks})
+    sample = params.data.sample_submission
+    if sample and not Path(sample).is_file():
+        raise ValueError(f"data.sample_submission: {sample} is not a file; set data.sample_submission in params.yaml "
+                         f"to the competition's sample_submission.csv, or to \"\" for none")
+    folders = {key: value for key, value in to_dict(params.data).items() if key != "sample_submission"}
+    write_json(params.paths.data_folders, {"data": folders, "benchmarks": params.evaluate.benchmarks})
+    write_json(params.paths.sample_submission_hash, {"sample_submission": sample or None,
+                                                     "sha256": sha256_of(sample) if sample else None})
 
 
 if __name__ == "__main__":

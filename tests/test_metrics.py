@@ -68,12 +68,12 @@ def test_ssim_is_wang_et_al_on_y():
 
 def test_image_metrics_keys_and_shape_check():
     img = np.zeros((24, 24, 3), np.uint8)
-    assert set(image_metrics(img, img + 2, 4)) == {"psnr_rgb", "psnr_y", "mae", "mse", "ssim"}
+    assert set(image_metrics(img, img + 2, 4)) == {"competition_score", "psnr_rgb", "psnr_y", "mae", "mse", "ssim"}
     assert image_metrics(img + 51, img, 4, ssim=False)["mae"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="differ in shape"):
         psnr_rgb(img, img[:-1])
     tensor = torch.from_numpy(img)[None]
-    assert list(batch_metrics(tensor, tensor + 2, 4)) == ["psnr_rgb", "psnr_y", "mae", "mse", "ssim"]
+    assert list(batch_metrics(tensor, tensor + 2, 4)) == ["competition_score", "psnr_rgb", "psnr_y", "mae", "mse", "ssim"]
     with pytest.raises(ValueError, match="differ in shape"):
         batch_metrics(tensor, tensor[:, :-1], 4)
     with pytest.raises(ValueError, match="SSIM needs 11x11 pixels after cutting the border; 16x10 are left"):
@@ -85,7 +85,7 @@ def assert_matches_reference(pairs_of_images: list[tuple[np.ndarray, np.ndarray]
     for sr_img, hr_img in pairs_of_images:
         reference = image_metrics(sr_img, hr_img, 4)
         measured = batch_metrics(torch.from_numpy(sr_img)[None], torch.from_numpy(hr_img)[None], 4, **kwargs)
-        for key in ("psnr_rgb", "psnr_y"):
+        for key in ("psnr_rgb", "psnr_y", "competition_score"):
             assert measured[key].item() == pytest.approx(reference[key], abs=1e-4), key
         assert measured["ssim"].item() == pytest.approx(reference["ssim"], abs=1e-5)
         for key in ("mae", "mse"):

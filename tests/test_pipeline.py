@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import REPO, deep_update, free_port, read_history, save, wait_for_epochs
 from sr_core.checkpoint import load_model
+from sr_core.competition import decode_cell
 from sr_core.config import TrainConfig
 from sr_core.submission import check_submission
 
@@ -113,6 +114,28 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     assert "has no CUDA provider, so the ONNX model runs on the CPU" in ran.stdout + ran.stderr
     assert check_submission(root / "submission.csv", root / "data/demo/test/lr", 4) == 2
     run("git", "checkout", "--", "params.yaml", "dvc.lock")
+    run("dvc", "checkout")
+    assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
+
+    # the SRGD competition's file, in the rows and ids of a sample submission: predict and submit again,
+    # nothing trained; the val split's competition score is in the metrics beside PSNR
+    assert {"competition_score", "psnr_y"} <= set(baseline["model"]) and "competition_score" in baseline["bicubic"]
+    test_names = sorted(path.name for path in (root / "data/demo/test/lr").iterdir())
+    (root / "sample.csv").write_text("id,filename,rle\n" + "".join(f"{10 + i},{name},b''\n"
+                                                                  for i, name in enumerate(reversed(test_names))))
+    output = run("dvc", "exp", "run", "-n", "competition", "-S", "submit.format=rle",
+                 "-S", "data.sample_submission=sample.csv")
+    for stage, reran in (("train", False), ("evaluate", False), ("predict", True), ("submit", True)):
+        assert (f"Running stage '{stage}'" in output) is reran, stage
+    rows = [line.split(",") for line in (root / "submission.csv").read_text().splitlines()]  # no commas in these names
+    assert rows[0] == ["id", "filename", "rle"]
+    assert [row[:2] for row in rows[1:]] == [[str(10 + i), name] for i, name in enumerate(reversed(test_names))]
+    for _, name, cell in rows[1:]:
+        prediction = np.asarray(Image.open(root / "data/predictions" / f"{Path(name).stem}.png").convert("RGB"))
+        np.testing.assert_array_equal(decode_cell(cell, name), prediction[..., ::-1].reshape(-1))
+    run("git", "checkout", "--", "params.yaml", "dvc.lock")
+    (root / "sample.csv").unlink()
+    run("dvc", "repro", "check_data")  # its records (not cached) back to the baseline's
     run("dvc", "checkout")
     assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
 
