@@ -67,7 +67,7 @@ def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, ch
     assert summary["hr_only"]["num_images"] == 1 and summary[paired_folder.name]["num_images"] == 6
     assert json.loads((out / "metrics.json").read_text()) == summary
     rows = (out / "rows.csv").read_text().splitlines()
-    assert rows[0].startswith("set,name,width,height,psnr_rgb,psnr_y") and len(rows) == 1 + 7
+    assert rows[0].startswith("set,name,width,height,competition_score,psnr_rgb,psnr_y") and len(rows) == 1 + 7
     assert (out / "samples.png").stat().st_size > 0
 
 
@@ -106,7 +106,7 @@ def test_command_line(tmp_path, paired_folder, checkpoint):
     main([str(path), str(paired_folder), "--out", str(tmp_path / "results"), "--device", "cpu"])
     metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
     assert metrics[paired_folder.name]["num_images"] == 6
-    assert {"psnr_y", "ssim", "psnr_rgb"} == set(metrics[paired_folder.name]["bicubic"])
+    assert {"psnr_y", "ssim", "psnr_rgb", "competition_score"} == set(metrics[paired_folder.name]["bicubic"])
 
 
 def test_command_line_with_no_model_scores_the_general_model(tmp_path, paired_folder):
