@@ -12,6 +12,7 @@ import os
 import pickle
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,15 +165,18 @@ def hold_train_state(path: str | Path) -> None:
     os.set_inheritable(fd, True)
 
 
-def load_train_state(path: str | Path, fingerprint: str, epochs: int, sources: str) -> dict | None:
-    """The resume state at `path` if a run of the same fingerprint wrote it, with `state["finished"]`
-    true when that run ended (its last epoch, or its time limit).
+def load_train_state(path: str | Path, fingerprint: str, epochs: int, sources: str, pixels: str = "",
+                     check: Callable[[dict], object] = lambda state: None) -> dict | None:
+    """The resume state at `path` if a run of the same fingerprint wrote it on the same pixels
+    (`pixels`, see data.pixels_digest), with `state["finished"]` true when that run ended (its last
+    epoch, or its time limit).
 
     A finished run is reused only when its code and data (`sources`, see training.sources_stamp)
     are the same too: DVC reruns a stage whose outputs it recorded only when something it depends
     on changed, which makes a new run; a finished run it did not record (params.yaml edited
-    meanwhile, `dvc` killed) is reused. A state that cannot be read is renamed to
-    `PATH.TIME.unreadable` with a warning, and training starts afresh.
+    meanwhile, `dvc` killed) is reused. A state that cannot be read, or that `check` (which
+    applies every part of it to spare objects) cannot apply, is renamed to `PATH.TIME.unreadable`
+    with a warning, and training starts afresh.
     """
     path = Path(path)
     if not path.exists():
@@ -181,13 +185,20 @@ def load_train_state(path: str | Path, fingerprint: str, epochs: int, sources: s
         state = load_checkpoint(path)
         run, epoch = state["fingerprint"], state["epoch"]
     except (ValueError, KeyError) as error:
-        aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.unreadable")
-        path.rename(aside)
-        log.warning("%s; set aside as %s, training starts afresh", error if isinstance(error, ValueError)
-                    else f"{path}: not a resume state (no {error})", aside)
+        set_aside(path, str(error) if isinstance(error, ValueError) else f"{path}: not a resume state (no {error})")
         return None
     if run != fingerprint:
         log.info("%s is from a run with other params (%s, not %s): starting afresh", path, run, fingerprint)
+        return None
+    if state.get("pixels", "") != pixels:
+        log.info("%s is from a run on other pixels: the training pairs' content differs from the split's "
+                 "(data.pixels_digest), though their names may be the same: starting afresh", path)
+        return None
+    try:
+        check(state)
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        set_aside(path, f"{path}: a resume state that cannot be applied ({reason})")
         return None
     state["finished"] = bool(state.get("finished")) or epoch >= epochs
     if state["finished"] and state.get("sources") != sources:
@@ -197,6 +208,14 @@ def load_train_state(path: str | Path, fingerprint: str, epochs: int, sources: s
         log.info("%s is from a finished run (%d epochs) of these params, code and data: its model, history and "
                  "metrics are written again without training", path, epoch)
     return state
+
+
+def set_aside(path: Path, why: str) -> None:
+    """Renames a resume state that cannot serve to `PATH.TIME.unreadable` (kept for a look, never
+    read again), with one warning saying why."""
+    aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.unreadable")
+    path.rename(aside)
+    log.warning("%s; set aside as %s, training starts afresh", why, aside)
 
 
 def require_trained_with(path: str | Path, params: Params) -> None:

@@ -13,7 +13,7 @@ import random
 import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class Pair:
     name: str
     lr_path: Path | None  # None: the LR is made from the HR by bicubic downscaling
     hr_path: Path
+    pixels: str = field(default="", compare=False)  # a hash of the decoded pixels, where check_pairs read them
 
 
 def read_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
@@ -168,19 +169,21 @@ def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, worke
     """
     candidates, rejects = training_pairs(lr_dir, hr_dir, extra_dirs)
 
-    def hr_size(pair: Pair) -> tuple[tuple[int, int], list[tuple[str, str]]] | ImageError:
+    def hr_size(pair: Pair) -> tuple[tuple[int, int], list[tuple[str, str]], str] | ImageError:
         try:
-            _, hr_img, pair_notes = read_pair(pair, scale)
+            lr_img, hr_img, pair_notes = read_pair(pair, scale)
         except ImageError as error:
             return error
-        return (hr_img.shape[1], hr_img.shape[0]), pair_notes
+        pixels = hashlib.blake2b(lr_img.tobytes(), digest_size=16)
+        pixels.update(hr_img.tobytes())  # hashlib releases the GIL: the threads hash in parallel
+        return (hr_img.shape[1], hr_img.shape[0]), pair_notes, pixels.hexdigest()
 
     with ThreadPoolExecutor(num_workers(workers)) as pool:
         checked = list(tqdm(pool.map(hr_size, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
     sizes = [item if isinstance(item, ImageError) else item[0] for item in checked]
     common = Counter(size for size in sizes if isinstance(size, tuple)).most_common(1)
     pairs = []
-    for pair, size in zip(candidates, sizes):
+    for pair, size, item in zip(candidates, sizes, checked):
         if isinstance(size, ImageError):
             rejects.append(Reject(pair.name, str(size)))
         elif min(size) < min_hr_side:
@@ -191,7 +194,7 @@ def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, worke
             rejects.append(Reject(pair.name, f"{pair.hr_path}: HR is {size[0]}x{size[1]}; whole-image training "
                                              f"(train.patch_size: 0) needs one size, and most pairs are {common[0][0][0]}x{common[0][0][1]}"))
         else:
-            pairs.append(pair)
+            pairs.append(replace(pair, pixels=item[2]))
     valid = {pair.name for pair in pairs}
     for pair, item in zip(candidates, checked):
         if pair.name in valid:
@@ -219,8 +222,23 @@ def split_names(names: list[str], val_split: float, seed: int, method: str = "re
     return shuffled[:num_train], shuffled[num_train:]
 
 
-def write_split(path: str | Path, train_names: list[str], val_names: list[str]) -> None:
-    write_json(path, {"train": train_names, "val": val_names})
+def pixels_digest(pairs: list[Pair]) -> str:
+    """One hash of the pairs' names and decoded pixels (as check_pairs read them): a resume state
+    made on other pixels under the same names is told apart by it without reading the images again."""
+    digest = hashlib.sha256()
+    for pair in sorted(pairs, key=lambda p: p.name):
+        digest.update(f"{pair.name}\0{pair.pixels}\0".encode())
+    return digest.hexdigest()[:32]
+
+
+def write_split(path: str | Path, train_names: list[str], val_names: list[str], pixels: str = "") -> None:
+    """The split's names, and `pixels_digest` of its pairs ("" where unknown)."""
+    write_json(path, {"train": train_names, "val": val_names, "pixels": pixels})
+
+
+def split_pixels(path: str | Path) -> str:
+    """The split's `pixels_digest`, "" for a split written before it was recorded."""
+    return json.loads(Path(path).read_text()).get("pixels", "")
 
 
 def read_split(path: str | Path, lr_dir: str | Path, hr_dir: str | Path, extra_dirs: tuple[str | Path, ...] = ()

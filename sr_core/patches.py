@@ -336,6 +336,14 @@ class PatchBatcher:
         self._restore(state)
         self._state = state
 
+    @staticmethod
+    def check_state(state: dict, num_images: int) -> None:
+        """Raises where `state` cannot resume the draws over `num_images` images (see `set_state`)."""
+        np.random.default_rng().bit_generator.state = state["rng"]
+        order = np.asarray(state["order"], dtype=np.int64)
+        if not np.array_equal(np.sort(order), np.arange(num_images)) or not 0 <= state["position"] <= num_images:
+            raise ValueError(f"batch draws over {order.size} images, not {num_images}")
+
     def _restore(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
         self.order, self.position = np.array(state["order"], dtype=np.int64), state["position"]

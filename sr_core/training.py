@@ -12,6 +12,7 @@ samples whatever the number of processes.
 """
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -128,8 +129,10 @@ def schedule_step(step: int, seconds: float, budget: float, total_steps: int, wa
 
 
 def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_path: str | Path,
-          history_path: str | Path, state_path: str | Path, decode_cache_dir: str | Path) -> dict | None:
+          history_path: str | Path, state_path: str | Path, decode_cache_dir: str | Path, pixels: str = "") -> dict | None:
     """Trains SRResNet, writing the best checkpoint, the per-epoch history and the resume state.
+    `pixels` is the split's digest of the pairs' pixels (data.pixels_digest): a resume state made on
+    other pixels is not resumed.
 
     Returns a summary on rank 0 (None on the other ranks, which write nothing).
     """
@@ -170,7 +173,10 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     loss_fn = LOSSES[cfg.loss]
     local_batch = cfg.batch_size // world_size
     sources = sources_stamp(train_pairs + val_pairs) if is_main else None
-    state = from_rank0(load_train_state(state_path, run_id, cfg.epochs, sources) if is_main else None, world_size)
+    usable = functools.partial(check_resume_state, model=model, optimizer=optimizer, scaler=scaler, ema=ema,
+                               world_size=world_size, num_images=len(train_pairs))
+    state = from_rank0(load_train_state(state_path, run_id, cfg.epochs, sources, pixels, usable) if is_main else None,
+                       world_size)
     if state is not None and is_main:  # DVC removed these outputs before the stage ran; the state holds them
         write_csv(history_path, state["history"])
         save_best(model_path, params, state["best"])
@@ -263,7 +269,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         elapsed, step_seconds = elapsed + epoch_seconds, epoch_seconds / steps_per_epoch
         if is_main:
             save_train_state(state_path, {
-                "fingerprint": run_id, "sources": sources, "epoch": epoch, "finished": last, "elapsed": elapsed,
+                "fingerprint": run_id, "sources": sources, "pixels": pixels, "epoch": epoch, "finished": last, "elapsed": elapsed,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
                 "scaler": scaler.state_dict(), "run": run, "batches": batcher_states, "history": history, "best": best,
@@ -283,6 +289,30 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         dist.destroy_process_group()
     return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, model, world_size,
                    device, run) if is_main else None
+
+
+def check_resume_state(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                       scaler: torch.amp.GradScaler, ema: WeightAverage | None, world_size: int, num_images: int) -> None:
+    """Applies every part of a resume state to spare copies of the run's objects, so that a state
+    that cannot be applied (damaged, or written by other code) fails before it touches the run."""
+    spare = copy.deepcopy(model)
+    spare.load_state_dict(state["model"])
+    type(optimizer)(spare.parameters(), **optimizer.defaults).load_state_dict(state["optimizer"])
+    if state["scaler"]:  # a no-op unless this run is in fp16 too, as in train
+        copy.deepcopy(scaler).load_state_dict(state["scaler"])
+    if ema is not None:
+        copy.deepcopy(ema.module).load_state_dict(state["ema"])
+    torch.Generator().set_state(state["torch_rng"])
+    if len(state["batches"]) != world_size:
+        raise ValueError(f"batch draws for {len(state['batches'])} processes, not {world_size}")
+    for batches in state["batches"]:
+        PatchBatcher.check_state(batches, num_images)
+    if state["best"] is not None:
+        spare.load_state_dict(state["best"]["state_dict"])
+    if not all(isinstance(row, dict) for row in state["history"]) or len(state["history"]) != state["epoch"]:
+        raise ValueError(f"a history of {len(state['history'])} rows after epoch {state['epoch']}")
+    if not isinstance(state["elapsed"], float) or "precision" not in state["run"]:
+        raise ValueError("no time spent or precision recorded")
 
 
 def training_step(model: torch.nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, loss_fn: Callable,

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from sr_core.cli import run_stage
 from sr_core.config import Params, require_folders
-from sr_core.data import NOTE_KINDS, check_pairs, split_names, write_split
+from sr_core.data import NOTE_KINDS, check_pairs, pixels_digest, split_names, write_split
 from sr_core.files import write_csv, write_json
 from sr_core.metrics import min_scored_side
 
@@ -29,7 +29,7 @@ def split(params: Params) -> None:
         raise ValueError(f"{len(pairs)} valid training pairs ({len(rejects)} "
                          f"rejected, see {paths.rejects}) split into {len(train_names)} train and {len(val_names)} "
                          f"val with split.val_split {params.split.val_split}; training needs at least one of each")
-    write_split(paths.split, train_names, val_names)
+    write_split(paths.split, train_names, val_names, pixels_digest(pairs))
     counts = Counter(kind for kind, _ in notes)
     write_json(paths.split_metrics, {"valid_pairs": len(pairs), "rejected": len(rejects),
                                      "train": len(train_names), "val": len(val_names)}

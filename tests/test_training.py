@@ -1,6 +1,8 @@
 import csv
 import dataclasses
 import hashlib
+import importlib.util
+import logging
 import math
 import os
 import re
@@ -15,10 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from PIL import Image, ImageFilter
 
 from conftest import REPO, free_port, preset, read_history, wait_for_epochs, write_params
-from sr_core.checkpoint import hold_train_state, load_model
-from sr_core.config import Params, TrainConfig
+from sr_core.checkpoint import hold_train_state, load_checkpoint, load_model, save_train_state
+from sr_core.config import Params, TrainConfig, load_params
 from sr_core.data import check_pairs, load_pair, write_split
 from sr_core.distributed import LAUNCHER_PID, launch
 from sr_core.metrics import psnr_y
@@ -481,3 +484,66 @@ def test_without_a_terminal_training_logs_its_progress_within_epochs(workspace):
     assert all(0 < int(step) < 50 and float(rate) > 0 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
     first, last = (3600 * int(h) + 60 * int(m) + int(s) for *_, h, m, s in (lines[0], lines[-1]))
     assert last < first  # the time left counts down
+
+
+def killed_after_epoch(monkeypatch, epoch: int) -> None:
+    """Training raises KeyboardInterrupt once the resume state of `epoch` is written, as a kill would
+    stop it there."""
+    def save_then_stop(path, state):
+        save_train_state(path, state)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("sr_core.training.save_train_state", save_then_stop)
+
+
+def stage(name: str):
+    """stages/NAME.py as a module, to run a stage's function in this process."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_resume_state_made_on_other_pixels_under_the_same_names_starts_afresh(paired_folder, monkeypatch, caplog):
+    """The split records a hash of the pixels it read; a state made on other pixels is not resumed."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.chdir(paired_folder)
+    write_params(paired_folder, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"}, "split": {"val_split": 0.2},
+                                 "model": {"num_blocks": 1, "num_features": 8},
+                                 "train": {"epochs": 3, "batch_size": 2, "patch_size": 32, "patches_per_image": 2,
+                                           "device": "cpu"}})
+    split, train_stage = stage("split"), stage("train")
+    monkeypatch.setattr(train_stage, "hold_train_state", lambda path: None)  # its lock lasts as long as the process
+    split.split(load_params())
+    killed_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage.train(load_params())
+    monkeypatch.setattr("sr_core.training.save_train_state", save_train_state)
+    for path in (paired_folder / "lr").iterdir():  # the same names, blurred pixels
+        Image.open(path).filter(ImageFilter.GaussianBlur(1)).save(path)
+    split.split(load_params())
+    caplog.clear()
+    train_stage.train(load_params())
+    assert "resuming" not in caplog.text
+    assert "models/last.pt is from a run on other pixels" in caplog.text
+    assert [int(row["epoch"]) for row in read_history(paired_folder)] == [1, 2, 3]
+
+
+def test_a_resume_state_that_cannot_be_applied_is_set_aside_and_training_starts_afresh(paired_folder, monkeypatch,
+                                                                                       caplog):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    out = paired_folder / "out"
+    files = (out / "best.pt", out / "history.csv", out / "last.pt", out / "cache")
+    killed_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_params(), pairs[:4], pairs[4:], *files)
+    monkeypatch.setattr("sr_core.training.save_train_state", save_train_state)
+    state = load_checkpoint(out / "last.pt")
+    state["torch_rng"] = state["torch_rng"][:100]  # a damaged random state
+    save_train_state(out / "last.pt", state)
+    summary = train(tiny_params(), pairs[:4], pairs[4:], *files)
+    [aside] = out.glob("last.pt.*.unreadable")
+    assert f"{out / 'last.pt'}: a resume state that cannot be applied (" in caplog.text
+    assert f"set aside as {aside}, training starts afresh" in caplog.text and "resuming" not in caplog.text
+    assert summary["epochs"] == 3 and load_checkpoint(out / "last.pt")["epoch"] == 3
