@@ -27,7 +27,7 @@ from sr_core.parallel import num_workers
 log = logging.getLogger(__name__)
 
 # what reading a valid pair can drop or change, counted in the split's metrics (see `read_pair`)
-NOTE_KINDS = ("alpha_not_opaque", "non_srgb_profile", "orientation_differs")
+NOTE_KINDS = ("alpha_not_opaque", "non_srgb_profile", "orientation_differs", "deeper_than_8_bits")
 
 
 @dataclass(frozen=True)

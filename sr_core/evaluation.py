@@ -4,6 +4,7 @@ Measures are taken on the model's device (`metrics.batch_metrics`), on same-size
 scalars come back to the host.
 """
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,11 +15,13 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from sr_core.config import InferenceConfig
-from sr_core.data import Pair, load_pair
+from sr_core.data import Pair, load_pair, read_pair
 from sr_core.images import ImageError, bicubic_upscale
 from sr_core.inference import Model, run_precision, same_size_batches, stack, upscale, upscale_into
 from sr_core.metrics import batch_metrics, min_scored_side
 from sr_core.parallel import num_workers, ordered_map
+
+log = logging.getLogger(__name__)
 
 MEASURES = ("psnr_y", "ssim", "psnr_rgb", "competition_score")
 
@@ -39,7 +42,8 @@ def score_pairs(pairs: list[Pair], scale: int, model: Model | None = None, bicub
 
     Each pair is decoded once, in `config.workers` threads that also make the bicubic baseline, a
     few pairs ahead of the device, so a large set never sits in memory. Pairs that cannot be used
-    (see `load_pair`, and HR images too small to score) are all reported in one ImageError at the end.
+    (see `load_pair`, and HR images too small to score) are all reported in one ImageError at the end;
+    what reading a pair drops or changes (`data.read_pair`) is a warning naming the file.
     """
     device = model.device if model is not None else torch.device("cpu")
     precision = run_precision(model, config.precision)[0] if model is not None else "fp32"
@@ -47,9 +51,11 @@ def score_pairs(pairs: list[Pair], scale: int, model: Model | None = None, bicub
 
     def decode(pair: Pair) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | ImageError:
         try:
-            lr_img, hr_img = load_pair(pair, scale)
+            lr_img, hr_img, notes = read_pair(pair, scale)
         except ImageError as error:
             return error
+        for _, message in notes:  # what reading dropped or changed, each file named once
+            log.warning("%s", message)
         if min(hr_img.shape[:2]) < min_side:
             return ImageError(f"{pair.hr_path}: HR is {hr_img.shape[1]}x{hr_img.shape[0]}; scoring needs at least "
                               f"{min_side}x{min_side} ({scale} px cut from each border, then SSIM's window)")

@@ -1,6 +1,7 @@
 """Reading and writing images. Arrays are HWC uint8 RGB (0..255) everywhere in this project.
 
-RGBA, palette, greyscale, CMYK and 16-bit inputs become RGB on read. One rule for every reader:
+RGBA, palette, greyscale, CMYK and 16-bit inputs become RGB on read; 16-bit samples are scaled to
+8 bits by their real range, with a note (`to_eight_bits`). One rule for every reader:
 an EXIF orientation tag is applied, as viewers and OpenCV apply it. What reading cannot keep is
 said, never dropped silently: `read_image` returns a note for an alpha channel that is not fully
 opaque (its RGB is used, the alpha kept apart for the callers that carry it) and for a colour
@@ -17,6 +18,8 @@ import io
 import logging
 import os
 import stat
+import struct
+import sys
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms, ImageFile, ImageOps
 
 from sr_core.files import write_bytes
 
@@ -134,16 +137,75 @@ def open_image(source: str | Path | IO[bytes], name: str | Path, max_pixels: int
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any usable PIL mode as 8-bit RGB (see UNUSABLE_MODES). 16-bit greyscale is scaled, not
-    clipped, to 8 bits; 32-bit integer greyscale must hold 16-bit values."""
+    """Any usable PIL mode as 8-bit RGB (see UNUSABLE_MODES); 16-bit greyscale comes scaled by
+    `read_image`."""
     if image.mode in UNUSABLE_MODES:
         raise ValueError(f"mode {image.mode}: {UNUSABLE_MODES[image.mode]}; save it as 8- or 16-bit RGB or greyscale")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        values = np.asarray(image, dtype=np.int64)
-        if values.size and (values.min() < 0 or values.max() > 0xFFFF):
-            raise ValueError(f"mode {image.mode}: values {values.min()}..{values.max()} are not 16-bit")
-        image = Image.fromarray((values >> 8).astype(np.uint8))
     return image.convert("RGB")
+
+
+GREY_16_MODES = ("I;16", "I;16B", "I;16L", "I")  # "I" holds 32-bit integers: 16-bit values are read from it
+SWAPPED_16 = {"16B": "16L", "16L": "16B", "16N": "16B" if sys.byteorder == "little" else "16L"}
+
+
+def rawmode(tile: ImageFile._Tile) -> str:
+    """How a tile's bytes become pixels: its decoder's first argument (a string or a tuple's first item)."""
+    return tile.args if isinstance(tile.args, str) else tile.args[0]
+
+
+def sixteen_bit_values(path: str | Path, image: Image.Image) -> np.ndarray | None:
+    """The samples of a 16-bit image as uint16 (HxW grey, HxWxC colour), None for an 8-bit one.
+    Pillow reads 16-bit colour at 8 bits, keeping each sample's high byte, and has no 16-bit colour
+    mode; decoding the file a second time with the byte order swapped gives the low bytes (read
+    before `image` is loaded: loading drops the tiles)."""
+    if image.mode in GREY_16_MODES:
+        return None  # Pillow keeps the values: read after loading
+    swaps = [(tile, rawmode(tile)) for tile in image.tile]
+    if not any(mode.split(";")[-1] in SWAPPED_16 for _, mode in swaps):
+        return None
+    if not all(mode.startswith(("RGB;", "RGBA;")) for _, mode in swaps):
+        raise ImageError(f"{path}: 16-bit samples of {', '.join(sorted({m for _, m in swaps}))} are not read here; "
+                         f"save it as 16-bit RGB, RGBA or greyscale, or as 8-bit")
+    with Image.open(path) as again:
+        again.tile = [tile._replace(args=(swapped if isinstance(tile.args, str) else (swapped, *tile.args[1:])))
+                      for tile, mode in swaps
+                      for swapped in [mode.rpartition(";")[0] + ";" + SWAPPED_16[mode.rpartition(";")[2]]]]
+        low = np.asarray(again)
+    return np.asarray(image).astype(np.uint16) << 8 | low
+
+
+def significant_bits(path: str | Path) -> int | None:
+    """The bits a PNG says its samples use (its sBIT chunk: 12 for a 12-bit image stored in 16
+    bits), None where it does not say. Pillow does not read the chunk; it comes before the pixels."""
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        while len(header := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"sBIT":
+                return max(f.read(length)) or None
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            f.seek(length + 4, os.SEEK_CUR)
+    return None
+
+
+def to_eight_bits(path: str | Path, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """16-bit samples scaled to 8 bits by their real range, round(v x 255 / (2^bits - 1)), and the
+    note that says so. The bits are the PNG's sBIT where it has one, else 16; samples that all fit
+    12 bits without an sBIT are refused: a 10- or 12-bit image stored in 16 bits and a very dark
+    16-bit one read differently, and the file does not say which it is."""
+    top = int(values.max()) if values.size else 0
+    bits = significant_bits(path) or 16
+    if top > 2**bits - 1:
+        raise ImageError(f"{path}: its PNG sBIT says {bits} significant bits, but it holds values up to {top}")
+    if bits == 16 and top < 2**12:
+        raise ImageError(f"{path}: 16-bit samples whose values ({int(values.min())}..{top}) all fit 12 bits: a 10- "
+                         f"or 12-bit image stored in 16 bits, or a very dark 16-bit one, which scale differently to "
+                         f"8 bits; save it with a PNG sBIT chunk giving its bits, or as 8-bit")
+    full = 2**bits - 1
+    eight = ((values.astype(np.uint32) * 510 + full) // (2 * full)).astype(np.uint8)  # round(v * 255 / full)
+    return eight, f"{bits}-bit samples ({int(values.min())}..{top}) scaled to 8 bits as round(v x 255 / {full})"
 
 
 ORIENTATION_TAG = 0x0112
@@ -180,8 +242,13 @@ def profile_name(icc_profile: bytes) -> str:
 
 def read_image(path: str | Path) -> Decoded:
     """Decodes `path` fully: RGB, any alpha, the ICC profile, with the EXIF orientation applied."""
+    notes = {}
     with open_image(path, path) as image:
+        deep = sixteen_bit_values(path, image)
         image.load()
+        if deep is not None:
+            eight, notes["deeper_than_8_bits"] = to_eight_bits(path, deep)
+            image.frombytes(eight.tobytes())  # in place: the file's EXIF, profile and tags stay with it
         orientation = exif_orientation(image)
         if orientation != 1:
             image = ImageOps.exif_transpose(image)
@@ -192,8 +259,13 @@ def read_image(path: str | Path) -> Decoded:
             alpha = np.asarray(image.convert("RGBA").getchannel("A"))
         else:
             alpha = None
+        if image.mode in GREY_16_MODES:
+            values = np.asarray(image, dtype=np.int64)
+            if values.size and (values.min() < 0 or values.max() > 0xFFFF):
+                raise ImageError(f"{path}: mode {image.mode}: values {values.min()}..{values.max()} are not 16-bit")
+            grey, notes["deeper_than_8_bits"] = to_eight_bits(path, values)
+            image = Image.fromarray(grey)
         rgb = np.array(to_rgb(image))  # a writable copy, so torch.from_numpy can share it
-    notes = {}
     if alpha is not None and (see_through := int(np.count_nonzero(alpha < 255))):
         notes["alpha_not_opaque"] = (f"alpha is not opaque in {see_through:,} of {alpha.size:,} pixels: its RGB "
                                      f"is used as it is and the alpha is dropped")
@@ -202,10 +274,15 @@ def read_image(path: str | Path) -> Decoded:
     return Decoded(rgb, alpha, icc_profile, orientation, notes)
 
 
-def warn_dropped(path: str | Path, decoded: Decoded) -> None:
-    """A warning naming `path` for each thing a reader that keeps RGB only drops (`Decoded.notes`)."""
-    for note in decoded.notes.values():
-        log.warning("%s: %s", path, note)
+KEPT_WITH_ALPHA = ("alpha_not_opaque", "non_srgb_profile")  # what a reader that keeps alpha and profile keeps
+
+
+def warn_dropped(path: str | Path, decoded: Decoded, kept: tuple[str, ...] = ()) -> None:
+    """A warning naming `path` for each thing a reader that keeps RGB only (and the `kept` notes'
+    kinds) drops or changes (`Decoded.notes`)."""
+    for kind, note in decoded.notes.items():
+        if kind not in kept:
+            log.warning("%s: %s", path, note)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -24,8 +24,8 @@ from sr_core.checkpoint import load_model
 from sr_core.config import PRECISIONS, InferenceConfig
 from sr_core.device import autocast, pick_device, resolve_precision, set_tf32
 from sr_core.files import sha256_of, size_text, write_bytes, write_json
-from sr_core.images import (Decoded, ImageError, encode_png, list_images, name_key, read_image, resize_bicubic,
-                            warn_dropped)
+from sr_core.images import (KEPT_WITH_ALPHA, Decoded, ImageError, encode_png, list_images, name_key, read_image,
+                            resize_bicubic, warn_dropped)
 from sr_core.model import SRResNet, inference_bytes, receptive_radius
 from sr_core.onnx_model import OnnxModel, onnxruntime_has_cuda
 from sr_core.parallel import num_workers, ordered_map
@@ -266,8 +266,7 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                 continue
             require_memory(model, path, decoded.rgb.shape[:2], keep_alpha_and_profile and decoded.alpha is not None,
                            config.tile)
-            if not keep_alpha_and_profile:
-                warn_dropped(path, decoded)
+            warn_dropped(path, decoded, KEPT_WITH_ALPHA if keep_alpha_and_profile else ())
             kept.append((out_path, *((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))))
             yield decoded.rgb
 

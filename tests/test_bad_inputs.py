@@ -819,7 +819,9 @@ REFUSED = {"F": "32-bit float pixels", "LAB": "Pillow cannot convert Lab"}
 @pytest.mark.parametrize("mode", MODES)
 def test_every_pil_mode_reads_as_rgb_or_is_refused_by_name(tmp_path, mode):
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8))
-    image = rgb.convert(mode) if mode not in ("PA", "RGBX", "I;16", "I;16B") else Image.new(mode, (5, 6))
+    image = rgb.convert(mode) if mode not in ("PA", "RGBX", "I;16", "I;16B", "I") else Image.new(mode, (5, 6))
+    if mode in ("I;16", "I;16B", "I"):  # 16-bit values that use their range (others are refused: see test_images)
+        image.putdata(np.linspace(0, 65535, 30).astype(int).tolist())
     path = tmp_path / f"image.{'png' if mode in ('1', 'L', 'P', 'RGB', 'RGBA', 'LA', 'I;16') else 'tiff'}"
     image.save(path)
     if mode in REFUSED:
@@ -832,7 +834,7 @@ def test_every_pil_mode_reads_as_rgb_or_is_refused_by_name(tmp_path, mode):
 
 def test_32_bit_integers_beyond_16_bits_are_refused(tmp_path):
     Image.fromarray(np.full((4, 4), 1 << 20, np.int32)).save(tmp_path / "deep.tiff")
-    with pytest.raises(ImageError, match=r"deep.tiff: cannot decode image \(mode I: values 1048576..1048576 are not"):
+    with pytest.raises(ImageError, match=r"deep.tiff: mode I: values 1048576..1048576 are not 16-bit"):
         read_rgb(tmp_path / "deep.tiff")
 
 

@@ -93,7 +93,7 @@ def test_split_stage_reports_rejects_in_files(paired_folder):
         assert [row["name"] for row in csv.DictReader(f)] == ["005.png"]
     counts = json.loads((paired_folder / "metrics" / "split.json").read_text())
     assert counts == {"valid_pairs": 5, "rejected": 1, "train": 4, "val": 1, "alpha_not_opaque": 1, "non_srgb_profile": 0,
-                      "orientation_differs": 0}
+                      "orientation_differs": 0, "deeper_than_8_bits": 0}
 
 
 def test_split_stage_fails_when_no_pair_is_valid(tmp_path, rng):
