@@ -277,12 +277,12 @@ def read_image(path: str | Path) -> Decoded:
 KEPT_WITH_ALPHA = ("alpha_not_opaque", "non_srgb_profile")  # what a reader that keeps alpha and profile keeps
 
 
-def warn_dropped(path: str | Path, decoded: Decoded, kept: tuple[str, ...] = ()) -> None:
+def warn_dropped(path: str | Path, decoded: Decoded, kept: tuple[str, ...] = (), where: str = "") -> None:
     """A warning naming `path` for each thing a reader that keeps RGB only (and the `kept` notes'
-    kinds) drops or changes (`Decoded.notes`)."""
+    kinds) drops or changes (`Decoded.notes`), saying `where` that shows (", in its prediction")."""
     for kind, note in decoded.notes.items():
         if kind not in kept:
-            log.warning("%s: %s", path, note)
+            log.warning("%s: %s%s", path, note, where)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

@@ -266,7 +266,10 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                 continue
             require_memory(model, path, decoded.rgb.shape[:2], keep_alpha_and_profile and decoded.alpha is not None,
                            config.tile)
-            warn_dropped(path, decoded, KEPT_WITH_ALPHA if keep_alpha_and_profile else ())
+            if keep_alpha_and_profile:
+                warn_dropped(path, decoded, KEPT_WITH_ALPHA)
+            else:  # predictions are RGB by contract, as both competitions' files are
+                warn_dropped(path, decoded, where=", in its prediction and its submission row (RGB)")
             kept.append((out_path, *((decoded.alpha, decoded.icc_profile) if keep_alpha_and_profile else (None, None))))
             yield decoded.rgb
 

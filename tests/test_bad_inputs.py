@@ -536,7 +536,7 @@ def r2_03_transparency_kept_by_upscale_and_named_by_the_pipeline(tmp_path, caplo
     assert "alpha" not in caplog.text  # the upscale command keeps it: nothing dropped, nothing to say
     predict_folder(model, tmp_path / "in", tmp_path / "pred")
     for name in inputs:
-        assert f"in/{name}: alpha is not opaque in 24 of 48 pixels: its RGB is used as it is and the alpha is dropped" \
+        assert f"in/{name}: alpha is not opaque in 24 of 48 pixels: its RGB is used as it is and the alpha is dropped, in its " \
             in caplog.text
         assert Image.open(tmp_path / "pred" / name).mode == "RGB"
     save(tmp_path / "train" / "lr" / "a.png", rgb)

@@ -4,8 +4,13 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from conftest import save
+from sr_core.config import ModelConfig
+from sr_core.inference import predict_folder, upscale
+from sr_core.model import SRResNet
 from sr_core.submission import check_submission, write_submission
 
 
@@ -73,3 +78,24 @@ def test_check_rejects_bad_submissions(tmp_path, test_and_predictions, rows, mes
     write_rows(tmp_path / "bad.csv", rows)
     with pytest.raises(ValueError, match=message):
         check_submission(tmp_path / "bad.csv", test_dir, 4)
+
+
+def test_a_transparent_test_image_is_named_once_by_predict_with_what_its_submission_row_holds(tmp_path, caplog):
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (6, 8, 4), dtype=np.uint8)
+    rgba[:, :4, 3], rgba[:, 4:, 3] = 0, 255  # the left half transparent
+    save(tmp_path / "test" / "seen_through.png", rgba)
+    save(tmp_path / "test" / "opaque.png", rgba[..., :3])
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
+    predict_folder(model, tmp_path / "test", tmp_path / "pred")
+    named = [message for message in caplog.messages if "seen_through.png" in message]
+    assert named == [f"{tmp_path / 'test' / 'seen_through.png'}: alpha is not opaque in 24 of 48 pixels: its RGB is "
+                     f"used as it is and the alpha is dropped, in its prediction and its submission row (RGB)"]
+    assert not [message for message in caplog.messages if "opaque.png" in message]
+    write_submission(tmp_path / "test", tmp_path / "pred", tmp_path / "submission.csv", 4)
+    with open(tmp_path / "submission.csv", newline="") as f:
+        row = next(row for row in csv.DictReader(f) if row["id"] == "seen_through.png")
+    cell = Image.open(io.BytesIO(base64.b64decode(row["Encoded_Image"])))
+    assert cell.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(cell), upscale(model, rgba[..., :3]))  # the colours under the alpha
