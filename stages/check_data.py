@@ -5,13 +5,14 @@ stage's second output (DVC cannot take an optional file as a dependency).
 DVC checks a stage's dependencies only when it reaches that stage, and stops at a missing one with
 a bare `[Errno 2]`; this stage runs at every `dvc repro` (it only looks at folder names), before
 split (which depends on what it writes), and names the param to set: a typo in the test folder
-shows before training, not after it.
+shows before training, not after it. It also names a file whose name is not UTF-8, on which DVC's
+hashing of the folder would fail without naming it.
 """
 
 from pathlib import Path
 
 from sr_core.cli import run_stage
-from sr_core.config import Params, require_folders, to_dict
+from sr_core.config import Params, require_folders, require_utf8_names, to_dict
 from sr_core.files import sha256_of, write_json
 
 FOLDER_PARAMS = ("data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dirs", "data.test_lr_dir",
@@ -20,6 +21,7 @@ FOLDER_PARAMS = ("data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dir
 
 def check_data(params: Params) -> None:
     require_folders(params, *FOLDER_PARAMS)
+    require_utf8_names(params, *FOLDER_PARAMS)
     sample = params.data.sample_submission
     if sample and not Path(sample).is_file():
         raise ValueError(f"data.sample_submission: {sample} is not a file; set data.sample_submission in params.yaml "

@@ -511,9 +511,9 @@ def test_round3_dvc_records_only_what_ran_failed_outputs_come_back_and_a_killed_
 
 
 
-def test_a_data_folder_typo_is_named_before_any_stage_reads_a_folder(tmp_path):
+def test_a_data_folder_typo_or_a_name_dvc_cannot_hash_is_named_before_any_stage_reads_a_folder(tmp_path):
     """A typo in data.train_lr_dir got DVC's bare `[Errno 2]`; one in data.test_lr_dir showed only at
-    predict, after training."""
+    predict, after training; a file name that is not UTF-8 got DVC's codec error naming no file."""
     root = tmp_path / "repo"
     fresh_copy(root, tiny_params)
     committed = (root / "params.yaml").read_text()
@@ -525,6 +525,17 @@ def test_a_data_folder_typo_is_named_before_any_stage_reads_a_folder(tmp_path):
         assert result.returncode != 0
         assert f"error: data.{key}: {typo} does not exist; set data.{key} in params.yaml to your folder" in result.stderr
         assert "Errno" not in result.stdout + result.stderr and "Running stage 'split'" not in result.stdout
+    mine = root / "my_test"  # a test folder of one's own, one of whose names is Latin-1, not UTF-8
+    save(mine / "ok.png", np.zeros((4, 4, 3), np.uint8))
+    shutil.copy(mine / "ok.png", os.path.join(os.fsencode(mine), b"caf\xe9.png"))
+    params = yaml.safe_load(committed)
+    params["data"]["test_lr_dir"] = "my_test"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = subprocess.run(["dvc", "repro"], cwd=root, env=ENV, capture_output=True, text=True)
+    assert result.returncode != 0 and "codec" not in result.stdout + result.stderr
+    assert ("error: data.test_lr_dir: 'my_test/caf\\udce9.png': the file name is not UTF-8 (its bytes are "
+            "b'caf\\xe9.png'), and DVC cannot hash a folder holding it; rename it in UTF-8 (as Latin-1 it would "
+            "read 'café.png')") in result.stderr
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
