@@ -29,7 +29,7 @@ from sr_core.files import atomic_write, write_bytes
 from sr_core.images import image_size, list_images
 from sr_core.inference import prediction_path
 from sr_core.parallel import num_workers, ordered_map
-from sr_core.submission import check_records, csv_field, submission_id
+from sr_core.submission import PREDICT_AGAIN, check_records, csv_field, submission_id
 
 COLUMNS = ("id", "filename", "rle")
 ZLIB_LEVEL = 1  # 0.22 s and 6.91 MB of base64 for a 1080p prediction; level 6: 0.85 s and 5.92 MB
@@ -174,8 +174,8 @@ def write_competition_submission(test_lr_dir: str | Path, pred_dir: str | Path, 
     def expected(path: Path) -> tuple[int, str]:
         record = records[path]
         if "pixels_sha256" not in record:
-            raise ValueError(f"{path}: its prediction has no competition cell; run the predict stage with "
-                             f"submit.format rle (dvc repro)")
+            raise ValueError(f"{path}: its prediction has no competition cell, made by predict with submit.format "
+                             f"rle; {PREDICT_AGAIN}")
         width, height = image_size(path)
         return 3 * scale * scale * width * height, record["pixels_sha256"]
 
@@ -186,7 +186,7 @@ def write_competition_submission(test_lr_dir: str | Path, pred_dir: str | Path, 
         cell = cell_file.read_bytes()
         if hashlib.sha256(cell).hexdigest() != records[path]["rle_sha256"]:
             raise ValueError(f"{cell_file}: not the cell the predict stage wrote for {path} (changed since); "
-                             f"run the predict stage (dvc repro)")
+                             f"{PREDICT_AGAIN}")
         return f"{csv_field(row_id)},{csv_field(ids[path])},".encode() + cell + b"\n"
 
     def check(tmp_path: Path) -> None:

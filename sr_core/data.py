@@ -73,11 +73,15 @@ def load_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return read_pair(pair, scale)[:2]
 
 
+def pair_files(pairs: list[Pair]) -> list[Path]:
+    """The files the pairs are read from: LR and HR, or HR alone where the LR is made from it."""
+    return [path for pair in pairs for path in (pair.lr_path, pair.hr_path) if path is not None]
+
+
 def cache_key(pair: Pair, *layout) -> str:
     """A name for files decoded from `pair`: a hash of its files' paths, sizes and modification
     times and of `layout`, so an edited image, or another layout, is decoded again."""
-    sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in (pair.lr_path, pair.hr_path)
-               if p is not None]
+    sources = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in pair_files([pair])]
     return hashlib.sha256(repr((sources, *layout)).encode()).hexdigest()[:32]
 
 

@@ -72,13 +72,13 @@ def how_names_differ(a: str, b: str) -> str:
     return "case" if a.casefold() == b.casefold() else "case and Unicode normalisation"
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_images(folder: str | Path, quiet: bool = False) -> list[Path]:
     """The images directly in `folder` (by suffix, see IMAGE_SUFFIXES), sorted by name.
 
     Symbolic links are listed whatever they point to, so a broken one fails by its name when it is
     read instead of vanishing. Other entries are skipped with a warning that names them; FIFOs,
-    sockets and devices (which reading would block on) with a warning of their own, never opened.
-    Two images whose names differ only in case or Unicode normalisation (`name_key`) are an error:
+    sockets and devices (which reading would block on) with a warning of their own, never opened
+    (no warning when `quiet`: a folder listed a second time). Two images whose names differ only in case or Unicode normalisation (`name_key`) are an error:
     on the file systems most users have they are one file, and their outputs or ids would clash.
     """
     folder = Path(folder)
@@ -88,7 +88,7 @@ def list_images(folder: str | Path) -> list[Path]:
     named = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
     special = {p.name: kind for p in named if (kind := special_file(p))}
     images = [p for p in named if p.name not in special]
-    if special:
+    if special and not quiet:
         log.warning("%s: skipping %d entries that are not regular files: %s", folder, len(special),
                     ", ".join(f"{name} ({kind})" for name, kind in special.items()))
     by_key = {}
@@ -100,10 +100,32 @@ def list_images(folder: str | Path) -> list[Path]:
             f"{' and '.join(map(ascii, names))} differ only in {how_names_differ(*names[:2])}" for names in clashes)
             + ": macOS, Windows and most shared drives take such names for one file; rename one of each")
     skipped = sorted({p.name for p in entries} - {p.name for p in named})
-    if skipped:
+    if skipped and not quiet:
         log.warning("%s: skipping %d entries that are not image files (%s): %s%s", folder, len(skipped),
                     " ".join(IMAGE_SUFFIXES), ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
     return images
+
+
+def file_states(paths: list[Path]) -> dict[str, tuple[int, int]]:
+    """Each file's size and modification time by its path (a file gone is left out): a file added,
+    removed, replaced or edited in place shows as a difference between two of these."""
+    states = {}
+    for path in paths:
+        try:
+            stat_result = os.stat(path)
+        except FileNotFoundError:
+            continue
+        states[str(path)] = (stat_result.st_size, stat_result.st_mtime_ns)
+    return states
+
+
+def changes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> str:
+    """What differs between two `file_states`, e.g. "added a.png; changed b.png" ("" for nothing)."""
+    parts = [(what, sorted(names)) for what, names in (
+        ("added", after.keys() - before.keys()), ("removed", before.keys() - after.keys()),
+        ("changed", {name for name in before.keys() & after.keys() if before[name] != after[name]}))]
+    return "; ".join(f"{what} {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"
+                     for what, names in parts if names)
 
 
 @contextmanager

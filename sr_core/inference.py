@@ -24,8 +24,8 @@ from sr_core.checkpoint import load_model
 from sr_core.config import PRECISIONS, InferenceConfig
 from sr_core.device import autocast, pick_device, resolve_precision, set_tf32
 from sr_core.files import sha256_of, size_text, write_bytes, write_json
-from sr_core.images import (KEPT_WITH_ALPHA, Decoded, ImageError, encode_png, list_images, name_key, read_image,
-                            resize_bicubic, warn_dropped)
+from sr_core.images import (KEPT_WITH_ALPHA, Decoded, ImageError, changes, encode_png, file_states, list_images,
+                            name_key, read_image, resize_bicubic, warn_dropped)
 from sr_core.model import SRResNet, inference_bytes, receptive_radius
 from sr_core.onnx_model import OnnxModel, onnxruntime_has_cuda
 from sr_core.parallel import num_workers, ordered_map
@@ -303,11 +303,18 @@ def predict_folder(model: Model, lr_dir: str | Path, out_dir: str | Path,
     can refuse a stale prediction, or one that changed since it was written.
 
     A file that does not decode stops the run with its name: a submission needs every test image.
+    So does a folder that changed while it ran (a file added, removed or replaced), named.
     """
     lr_paths = list_images(lr_dir)
     if not lr_paths:
         raise FileNotFoundError(f"{lr_dir}: no images to predict")
+    listed = file_states(lr_paths)
     written = upscale_files(model, lr_paths, out_dir, config, also=also)
+    changed = changes(listed, file_states(list_images(lr_dir, quiet=True)))
+    if changed:  # DVC hashes the folder when the stage ends: it would record files nothing was predicted from
+        raise ValueError(f"{lr_dir} changed while predict ran ({changed}): the predictions are of the folder as it "
+                         f"was at the start, so the stage fails and DVC records nothing; run dvc repro again to "
+                         f"predict the folder as it is now")
     write_json(Path(out_dir) / RECORDS, {
         "model_sha256": model_sha256,
         "predictions": {out.name: {"source": lr.name, "source_sha256": sha256_of(lr), **record}

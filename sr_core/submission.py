@@ -26,6 +26,12 @@ from sr_core.images import image_size, list_images, open_image
 from sr_core.inference import RECORDS, prediction_path
 from sr_core.parallel import num_workers, ordered_map
 
+# works whatever DVC recorded: a plain `dvc repro` skips predict where its record matches the folder
+PREDICT_AGAIN = "run the predict stage again (dvc repro -f -s predict, then dvc repro)"
+# what the documented way back after a refused submit gives, where the refusal is about a test file
+EARLIER_SUBMISSION = ("a submission restored from DVC's cache (dvc checkout submission.csv) is the one made before, "
+                      "of the test folder as it was then, not of this file")
+
 COLUMNS = ("id", "Encoded_Image")
 
 
@@ -58,10 +64,10 @@ def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: st
         records = json.loads(records_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"{records_path}: cannot read what the predictions were made from ({error}); "
-                         f"run the predict stage (dvc repro)") from error
+                         f"{PREDICT_AGAIN}") from error
     if records.get("model_sha256") != model_sha256:
         raise ValueError(f"{pred_dir}: the predictions were made by another model than predict.model; "
-                         f"run the predict stage (dvc repro)")
+                         f"{PREDICT_AGAIN}")
     made_from = records.get("predictions", {})
     for test_path in test_paths:
         png = prediction_path(pred_dir, test_path)
@@ -69,10 +75,10 @@ def check_records(test_paths: list[Path], pred_dir: str | Path, model_sha256: st
         if record is None or record.get("source") != test_path.name:
             source = "no recorded input" if record is None else f"{record.get('source')!r}"
             raise ValueError(f"{test_path}: its prediction {png} was made from {source}, not from this file; "
-                             f"run the predict stage (dvc repro)")
+                             f"{PREDICT_AGAIN}; {EARLIER_SUBMISSION}")
         if record.get("source_sha256") != sha256_of(test_path):
-            raise ValueError(f"{test_path}: changed since its prediction {png} was made; run the predict stage "
-                             f"(dvc repro)")
+            raise ValueError(f"{test_path}: changed since its prediction {png} was made; {PREDICT_AGAIN}; "
+                             f"{EARLIER_SUBMISSION}")
     return {test_path: made_from[prediction_path(pred_dir, test_path).name] for test_path in test_paths}
 
 
@@ -103,7 +109,7 @@ def write_submission(test_lr_dir: str | Path, pred_dir: str | Path, out_path: st
         if test_path in written and hashlib.sha256(content).hexdigest() != written[test_path].get("sha256"):
             raise ValueError(f"{png}: not the file the predict stage wrote for {test_path} (its content changed "
                              f"since: overwritten, e.g. by a prediction whose name differs only in case, or "
-                             f"edited); run the predict stage (dvc repro)")
+                             f"edited); {PREDICT_AGAIN}")
         return f"{csv_field(ids[test_path])},{base64.b64encode(content).decode('ascii')}\n"
 
     def check(tmp_path: Path) -> None:

@@ -33,11 +33,12 @@ from tqdm import tqdm
 from sr_core.batches import GPU_RESERVE, ImageBatches, decode_pairs, decoded_bytes, residency, validation_bytes
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
 from sr_core.config import DVC_YAML, Params, TrainConfig, to_dict
-from sr_core.data import Pair, cache_key, lr_shape
+from sr_core.data import Pair, cache_key, lr_shape, pair_files
 from sr_core.device import autocast, card, grad_scaler, resolve_precision, set_backends
 from sr_core.distributed import agreed, from_every_rank, from_rank0, start_processes
 from sr_core.evaluation import model_metrics
 from sr_core.files import sha256_of, size_text, write_csv
+from sr_core.images import changes, file_states
 from sr_core.model import SRResNet
 from sr_core.patches import ImageStore, PatchBatcher, StripStore
 
@@ -173,6 +174,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     loss_fn = LOSSES[cfg.loss]
     local_batch = cfg.batch_size // world_size
     sources = sources_stamp(train_pairs + val_pairs) if is_main else None
+    read = file_states(pair_files(train_pairs + val_pairs)) if is_main else {}
     usable = functools.partial(check_resume_state, model=model, optimizer=optimizer, scaler=scaler, ema=ema,
                                world_size=world_size, num_images=len(train_pairs))
     state = from_rank0(load_train_state(state_path, run_id, cfg.epochs, sources, pixels, usable) if is_main else None,
@@ -287,6 +289,11 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     store.close()
     if world_size > 1:
         dist.destroy_process_group()
+    changed = changes(read, file_states(pair_files(train_pairs + val_pairs))) if is_main else ""
+    if changed:  # DVC hashes the data when the stage ends: it would record pixels this model never saw
+        raise ValueError(f"the training pairs changed while training ran ({changed}): the model is of them as they "
+                         f"were, so the stage fails and DVC records nothing; run dvc repro again to split and train "
+                         f"on them as they are now")
     return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, model, world_size,
                    device, run) if is_main else None
 

@@ -160,7 +160,7 @@ def test_a_cell_changed_since_predict_or_predictions_without_cells_are_refused(t
     torch.manual_seed(0)
     predict_folder(SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval(), test_dir, tmp_path / "png_only",
                    model_sha256="m")
-    with pytest.raises(ValueError, match="has no competition cell; run the predict stage with submit.format rle"):
+    with pytest.raises(ValueError, match="has no competition cell, made by predict with submit.format rle; run the predict stage again"):
         write_competition_submission(test_dir, tmp_path / "png_only", tmp_path / "submission.csv", 4, "m")
 
 

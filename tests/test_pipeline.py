@@ -105,7 +105,7 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
 
     # the ONNX export on a machine with a GPU (reported by torch, faked) but no onnxruntime-gpu: predict
     # runs it on onnxruntime's CPU provider with a warning, and nothing is trained again
-    fake_gpu = ENV | {"PYTHONPATH": str(REPO / "tests" / "fake_cuda"), "SR_FAKE_CUDA": "7,5"}
+    fake_gpu = ENV | {"PYTHONPATH": str(REPO / "tests" / "hooks"), "SR_FAKE_CUDA": "7,5"}
     ran = subprocess.run(["dvc", "exp", "run", "-n", "onnx-on-a-gpu", "-S", "predict.model=models/best.onnx"],
                          cwd=root, env=fake_gpu, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -185,6 +185,33 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
     shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "renamed.pt")  # other weights, same name
     run("dvc", "repro", "init_from")
     assert "train" in changed_stages(run("dvc", "status", "train"))
+
+
+def test_a_test_folder_changed_while_predict_runs_fails_it_and_a_plain_repro_then_submits_every_file(repo_copy):
+    """A file copied into the test folder while predict ran was recorded by DVC with no prediction,
+    and submit's advice `dvc repro` skipped predict from then on."""
+    root, run = repo_copy
+    run("dvc", "repro")  # nothing to run after the tests above, which commit this baseline
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "baseline", "--allow-empty")
+    shutil.copytree(root / "data/demo/test/lr", root / "my_test")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["test_lr_dir"] = "my_test"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    added = root / "my_test" / "added.png"
+    while_predicting = ENV | {"PYTHONPATH": str(REPO / "tests" / "hooks"),
+                              "SR_COPY_WHILE_PREDICTING": f"{root / 'my_test' / 'cell.png'}:{added}"}
+    failed = subprocess.run(["dvc", "repro"], cwd=root, env=while_predicting, capture_output=True, text=True)
+    assert failed.returncode != 0 and added.exists()
+    assert (f"error: my_test changed while predict ran (added {Path('my_test') / 'added.png'}): the predictions are "
+            f"of the folder as it was at the start, so the stage fails and DVC records nothing") in failed.stderr
+    run("dvc", "repro")  # plain: predict runs again, on the folder as it is now
+    assert check_submission(root / "submission.csv", root / "my_test", 4) == 3
+    assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
+    run("git", "checkout", "--", "params.yaml", "dvc.lock")
+    shutil.rmtree(root / "my_test")
+    run("dvc", "repro", "check_data")  # its records (not cached) back to the baseline's
+    run("dvc", "checkout")
 
 
 def readme_own_data_commands(block: int) -> list[str]:
@@ -593,3 +620,4 @@ def test_the_kaggle_layout_resumes_in_a_second_clone(tmp_path):
     assert snapshot(data) == before  # read in place, never written
     assert list((scratch / "decoded").glob("*.strips"))  # the decoded pairs went to scratch disk,
     assert not [p for p in second.rglob("*.strips")]  # not into the clone
+

@@ -99,3 +99,19 @@ def test_a_transparent_test_image_is_named_once_by_predict_with_what_its_submiss
     cell = Image.open(io.BytesIO(base64.b64decode(row["Encoded_Image"])))
     assert cell.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(cell), upscale(model, rgba[..., :3]))  # the colours under the alpha
+
+
+def test_a_refused_submission_says_what_the_documented_way_back_restores(tmp_path):
+    """After a test image was replaced, `dvc checkout submission.csv` brings back the earlier file,
+    which holds the earlier picture's prediction: the refusal says so, and what submits the new one."""
+    rng = np.random.default_rng(5)
+    save(tmp_path / "test" / "00029.png", rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
+    predict_folder(model, tmp_path / "test", tmp_path / "pred", model_sha256="m")
+    save(tmp_path / "test" / "00029.png", rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))  # another picture
+    with pytest.raises(ValueError, match=r"00029.png: changed since its prediction .* was made; run the predict stage "
+                                         r"again \(dvc repro -f -s predict, then dvc repro\); a submission restored "
+                                         r"from DVC's cache \(dvc checkout submission.csv\) is the one made before, of "
+                                         r"the test folder as it was then, not of this file"):
+        write_submission(tmp_path / "test", tmp_path / "pred", tmp_path / "submission.csv", 4, model_sha256="m")

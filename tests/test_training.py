@@ -547,3 +547,19 @@ def test_a_resume_state_that_cannot_be_applied_is_set_aside_and_training_starts_
     assert f"{out / 'last.pt'}: a resume state that cannot be applied (" in caplog.text
     assert f"set aside as {aside}, training starts afresh" in caplog.text and "resuming" not in caplog.text
     assert summary["epochs"] == 3 and load_checkpoint(out / "last.pt")["epoch"] == 3
+
+
+def test_a_training_pair_changed_while_training_runs_fails_the_run_naming_it(paired_folder, monkeypatch):
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    edited = pairs[1].lr_path
+
+    def save_then_edit(path, state):
+        save_train_state(path, state)
+        if state["epoch"] == 1:  # DVC would hash the folder at the end, with this file's new pixels
+            Image.open(edited).filter(ImageFilter.GaussianBlur(1)).save(edited)
+
+    monkeypatch.setattr("sr_core.training.save_train_state", save_then_edit)
+    out = paired_folder / "out"
+    with pytest.raises(ValueError, match=f"the training pairs changed while training ran \\(changed {edited}\\): the "
+                                         f"model is of them as they were, so the stage fails and DVC records nothing"):
+        train(tiny_params(), pairs[:4], pairs[4:], out / "best.pt", out / "history.csv", out / "last.pt", out / "cache")
