@@ -191,8 +191,8 @@ def load_train_state(path: str | Path, fingerprint: str, epochs: int, sources: s
         log.info("%s is from a run with other params (%s, not %s): starting afresh", path, run, fingerprint)
         return None
     if state.get("pixels", "") != pixels:
-        log.info("%s is from a run on other pixels: the training pairs' content differs from the split's "
-                 "(data.pixels_digest), though their names may be the same: starting afresh", path)
+        log.info("%s is from a run on other pixels: the hash of the training pairs' pixels that the split "
+                 "records differs, though their names may be the same: starting afresh", path)
         return None
     try:
         check(state)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFile, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from sr_core.files import write_bytes
 
@@ -78,8 +78,9 @@ def list_images(folder: str | Path, quiet: bool = False) -> list[Path]:
     Symbolic links are listed whatever they point to, so a broken one fails by its name when it is
     read instead of vanishing. Other entries are skipped with a warning that names them; FIFOs,
     sockets and devices (which reading would block on) with a warning of their own, never opened
-    (no warning when `quiet`: a folder listed a second time). Two images whose names differ only in case or Unicode normalisation (`name_key`) are an error:
-    on the file systems most users have they are one file, and their outputs or ids would clash.
+    (no warning when `quiet`: a folder listed a second time). Two images whose names differ only in
+    case or Unicode normalisation (`name_key`) are an error: on the file systems most users have
+    they are one file, and their outputs or ids would clash.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -170,9 +171,17 @@ GREY_16_MODES = ("I;16", "I;16B", "I;16L", "I")  # "I" holds 32-bit integers: 16
 SWAPPED_16 = {"16B": "16L", "16L": "16B", "16N": "16B" if sys.byteorder == "little" else "16L"}
 
 
-def rawmode(tile: ImageFile._Tile) -> str:
-    """How a tile's bytes become pixels: its decoder's first argument (a string or a tuple's first item)."""
-    return tile.args if isinstance(tile.args, str) else tile.args[0]
+def with_rawmode(tile: tuple, swap: bool = False) -> tuple[str, tuple]:
+    """How a tile's bytes become pixels (its decoder's first argument: a string, or a tuple's first
+    item), and the tile with that mode's byte order swapped when `swap` (see SWAPPED_16)."""
+    codec, extents, offset, args = tile[:4]
+    mode = args if isinstance(args, str) else args[0]
+    if swap:
+        head, _, depth = mode.rpartition(";")
+        swapped = f"{head};{SWAPPED_16[depth]}"
+        args = swapped if isinstance(args, str) else (swapped, *args[1:])
+        tile = tile._replace(args=args) if hasattr(tile, "_replace") else (codec, extents, offset, args)  # Pillow < 11
+    return mode, tile
 
 
 def sixteen_bit_values(path: str | Path, image: Image.Image) -> np.ndarray | None:
@@ -182,16 +191,14 @@ def sixteen_bit_values(path: str | Path, image: Image.Image) -> np.ndarray | Non
     before `image` is loaded: loading drops the tiles)."""
     if image.mode in GREY_16_MODES:
         return None  # Pillow keeps the values: read after loading
-    swaps = [(tile, rawmode(tile)) for tile in image.tile]
-    if not any(mode.split(";")[-1] in SWAPPED_16 for _, mode in swaps):
+    modes = {with_rawmode(tile)[0] for tile in image.tile}
+    if not any(mode.rpartition(";")[2] in SWAPPED_16 for mode in modes):
         return None
-    if not all(mode.startswith(("RGB;", "RGBA;")) for _, mode in swaps):
-        raise ImageError(f"{path}: 16-bit samples of {', '.join(sorted({m for _, m in swaps}))} are not read here; "
-                         f"save it as 16-bit RGB, RGBA or greyscale, or as 8-bit")
+    if not all(mode.startswith(("RGB;", "RGBA;")) for mode in modes):
+        raise ImageError(f"{path}: 16-bit samples of {', '.join(sorted(modes))} are not read here; save it as "
+                         f"16-bit RGB, RGBA or greyscale, or as 8-bit")
     with Image.open(path) as again:
-        again.tile = [tile._replace(args=(swapped if isinstance(tile.args, str) else (swapped, *tile.args[1:])))
-                      for tile, mode in swaps
-                      for swapped in [mode.rpartition(";")[0] + ";" + SWAPPED_16[mode.rpartition(";")[2]]]]
+        again.tile = [with_rawmode(tile, swap=True)[1] for tile in again.tile]
         low = np.asarray(again)
     return np.asarray(image).astype(np.uint16) << 8 | low
 

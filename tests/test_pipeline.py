@@ -207,6 +207,9 @@ def test_a_test_folder_changed_while_predict_runs_fails_it_and_a_plain_repro_the
             f"of the folder as it was at the start, so the stage fails and DVC records nothing") in failed.stderr
     run("dvc", "repro")  # plain: predict runs again, on the folder as it is now
     assert check_submission(root / "submission.csv", root / "my_test", 4) == 3
+    run("dvc", "repro", "-f", "-s", "predict")  # submit's advice, which works whatever DVC recorded
+    run("dvc", "repro")
+    assert check_submission(root / "submission.csv", root / "my_test", 4) == 3
     assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
     run("git", "checkout", "--", "params.yaml", "dvc.lock")
     shutil.rmtree(root / "my_test")
@@ -307,7 +310,7 @@ def test_train_stage_tracks_every_train_param_but_the_starting_weights_name():
 
 def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory):
     """Shared storage (a local DVC remote, a bare git remote) and a queued grid run two at a time,
-    as README "Working as a team" types them."""
+    as README "Working as a team" types them; `dvc gc` as docs/experiments.md gives it keeps them."""
     root, run = repo_copy
     run("git", "reset", "-q", "--hard")  # back to the committed params, whatever ran before
     # their outputs from the cache, where an earlier test of this module left them (the train stage
@@ -338,6 +341,7 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
             process.kill()
     status = run("dvc", "queue", "status")
     assert status.count("Success") == 3, status
+    run("dvc", "gc", "-w", "--all-experiments", "-f")  # as docs/experiments.md gives it: every experiment kept
     shown = run("dvc", "exp", "show", "--csv", "--no-pager", "--sort-by", "metrics/eval.json:val.model.psnr_y",
                 "--sort-order", "desc")
     header, *rows = [line.split(",") for line in shown.strip().splitlines()]
@@ -358,7 +362,8 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
     assert all(name in page for name in names) and "eval_samples.png" in page and "val_psnr_y" in page
     run("dvc", "exp", "branch", best, "best-lr")
     assert "best-lr" in run("git", "branch")
-    run("dvc", "exp", "apply", best)
+    run("dvc", "exp", "apply", best)  # its outputs from the cache, after the gc above
+    assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
     applied = yaml.safe_load((root / "params.yaml").read_text())["lr"]
     assert str(applied) in ("0.0001", "0.0002", "0.001") or applied in (1e-4, 2e-4, 1e-3)
 
