@@ -25,7 +25,7 @@ GIB = 2**30
 CUDA = torch.device("cuda")
 CARDS = {(9, 0): "NVIDIA H100 80GB HBM3", (8, 0): "NVIDIA A100-SXM4-40GB", (7, 5): "Tesla T4",
          (7, 0): "Tesla V100-SXM2-16GB", (6, 1): "Tesla P40", (6, 0): "Tesla P100-PCIE-16GB", (5, 2): "Tesla M60"}
-FAKE_CUDA = {"PYTHONPATH": str(REPO / "tests" / "hooks")}  # see tests/hooks/sitecustomize.py
+FAKE_CUDA = {"PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "hooks"), str(REPO)])}  # tests/hooks/sitecustomize.py
 
 
 def fake_gpu(monkeypatch, capability: tuple[int, int]) -> None:
