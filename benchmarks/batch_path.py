@@ -142,8 +142,11 @@ def main() -> None:
     parser.add_argument("--disk-pairs", type=int, default=256, help="pairs on disk (0: skip the disk)")
     parser.add_argument("--batches", type=int, default=200, help="timed batches of the new path")
     parser.add_argument("--previous-batches", type=int, default=30, help="timed batches of the previous path in RAM")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="where the disk files go (default: a temporary folder)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="the folder the disk files go into, made if missing (default: a temporary folder)")
     args = parser.parse_args()
+    if args.cache_dir is not None:
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
     cpu, b, p = torch.device("cpu"), args.batch_size, args.patch_size
     print(f"{args.batch_size} patches of {p} px a batch, from {args.width}x{args.height} pairs; "
           f"{torch.get_num_threads()} CPU threads")

@@ -26,12 +26,22 @@ def argument_parser(description: str, prog: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
 
 
+STOPPED = ("stopped (Ctrl-C). Files are written whole, so none is left half-written; run the same command again "
+           "(under dvc repro a training resumes after its last finished epoch)")
+
+
 def run(main: Callable[[], object]) -> None:
     """Calls `main` with logging set up; a ValueError or OSError exits with status 1 and one line,
-    and so does an allocation that fails (host or GPU), naming the settings that bound memory."""
+    and so does an allocation that fails (host or GPU), naming the settings that bound memory.
+    Ctrl-C exits with status 130 and one line saying how to go on."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         main()
+    except KeyboardInterrupt:
+        if os.environ.get("SR_DEBUG"):
+            raise
+        print(STOPPED, file=sys.stderr)
+        sys.exit(130)
     except (ValueError, OSError) as error:
         if os.environ.get("SR_DEBUG"):
             raise

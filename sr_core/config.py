@@ -353,6 +353,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ValueError(f"{path}: {error}") from error
 
 
+FOLDER_PARAMS = ("data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dirs", "data.test_lr_dir",
+                 "evaluate.benchmarks")  # the params that name data folders
+
+
 def folder_params(params: Params, keys: tuple[str, ...]) -> list[tuple[str, str]]:
     """(key, folder) for each param of `keys` (e.g. `data.train_lr_dir`; a list param gives each entry)."""
     pairs = []

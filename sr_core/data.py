@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 NOTE_KINDS = ("alpha_not_opaque", "non_srgb_profile", "orientation_differs", "deeper_than_8_bits")
 
 
+class SwappedPair(ImageError):
+    """A pair whose LR is `scale` times its HR: the two files, or the two folders, are swapped."""
+
+
 @dataclass(frozen=True)
 class Pair:
     name: str
@@ -51,6 +55,9 @@ def read_pair(pair: Pair, scale: int) -> tuple[np.ndarray, np.ndarray, list[tupl
     lr, hr = read_image(pair.lr_path), read_image(pair.hr_path)
     (lr_h, lr_w), (hr_h, hr_w) = lr.rgb.shape[:2], hr.rgb.shape[:2]
     turned = " (EXIF orientations applied)" if lr.orientation != 1 or hr.orientation != 1 else ""
+    if (lr_h, lr_w) == (scale * hr_h, scale * hr_w):
+        raise SwappedPair(f"{pair.hr_path}: HR is {hr_w}x{hr_h}, 1/{scale} of the LR {lr_w}x{lr_h}: the LR and HR "
+                          f"look swapped")
     if (hr_h, hr_w) != (scale * lr_h, scale * lr_w):
         raise ImageError(f"{pair.hr_path}: HR is {hr_w}x{hr_h}, expected {scale}x the LR {lr_w}x{lr_h} = "
                          f"{scale * lr_w}x{scale * lr_h}{turned}")
@@ -109,8 +116,16 @@ def list_pairs(lr_dir: str | Path | None, hr_dir: str | Path) -> tuple[list[Pair
         return [Pair(n, None, hr_files[n]) for n in sorted(hr_files)], []
     lr_files = _by_name(lr_dir)
     lr_keys, hr_keys = ({name_key(n): n for n in files} for files in (lr_files, hr_files))
-    rejects = [Reject(n, f"no HR file in {hr_dir}{_case_hint(n, hr_keys)}") for n in sorted(lr_files.keys() - hr_files.keys())]
-    rejects += [Reject(n, f"no LR file in {lr_dir}{_case_hint(n, lr_keys)}") for n in sorted(hr_files.keys() - lr_files.keys())]
+    lr_only, hr_only = sorted(lr_files.keys() - hr_files.keys()), sorted(hr_files.keys() - lr_files.keys())
+    hr_stems = {Path(n).stem: n for n in hr_only}
+    other_suffix = {n: hr_stems[Path(n).stem] for n in lr_only  # LR name -> HR name of another format
+                    if Path(n).suffix.lower() != Path(hr_stems.get(Path(n).stem, n)).suffix.lower()}
+    rejects = [Reject(n, f"the LR {n} and the HR {other_suffix[n]} differ only in their extension: a pair needs one "
+                         f"name; rename one side (images are read by their content, so a JPEG named .png reads as "
+                         f"the JPEG it is)") for n in other_suffix]
+    rejects += [Reject(n, f"no HR file in {hr_dir}{_case_hint(n, hr_keys)}") for n in lr_only if n not in other_suffix]
+    rejects += [Reject(n, f"no LR file in {lr_dir}{_case_hint(n, lr_keys)}") for n in hr_only
+                if n not in other_suffix.values()]
     return [Pair(n, lr_files[n], hr_files[n]) for n in sorted(lr_files.keys() & hr_files.keys())], rejects
 
 
@@ -185,6 +200,9 @@ def check_pairs(lr_dir: str | Path | None, hr_dir: str | Path, scale: int, worke
     with ThreadPoolExecutor(num_workers(workers)) as pool:
         checked = list(tqdm(pool.map(hr_size, candidates), total=len(candidates), desc="checking pairs", unit="pair"))
     sizes = [item if isinstance(item, ImageError) else item[0] for item in checked]
+    if sizes and all(isinstance(size, SwappedPair) for size in sizes):
+        raise ValueError(f"{lr_dir} and {hr_dir} look swapped: in all {len(sizes)} pairs the HR is 1/{scale} of its "
+                         f"LR; swap data.train_lr_dir and data.train_hr_dir")
     common = Counter(size for size in sizes if isinstance(size, tuple)).most_common(1)
     pairs = []
     for pair, size, item in zip(candidates, sizes, checked):

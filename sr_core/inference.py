@@ -289,8 +289,9 @@ def upscale_files(model: Model, lr_paths: list[Path], out_dir: str | Path,
                                for out_path, alpha, profile in [kept.popleft()]), ahead=workers)
         records = dict(tqdm(written, total=len(lr_paths), desc="upscaling", unit="img"))
     if failed:
-        raise ValueError(f"{len(failed)} of {len(lr_paths)} images could not be read, and the other {len(records)} "
-                         f"were written to {out_dir}: {'; '.join(failed)}")
+        written = f"the other {len(records)} {'was' if len(records) == 1 else 'were'} written to {out_dir}"
+        raise ValueError(f"{len(failed)} of {len(lr_paths)} images could not be read, and {written}: "
+                         f"{'; '.join(failed)}")
     return records
 
 

@@ -11,7 +11,9 @@ only existing keys), and the result must load with every value checked before an
 or run. With `--exp-run`, params.yaml is left as it is: DVC applies the values in the experiment.
 """
 
+import difflib
 import json
+import math
 import shlex
 import subprocess
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 import yaml
 
 from sr_core.cli import argument_parser, run
-from sr_core.config import Params, build, flat, load_params, read_params
+from sr_core.config import FOLDER_PARAMS, Params, build, flat, load_params, read_params, require_folders
 from sr_core.files import atomic_write
 
 
@@ -36,11 +38,20 @@ def read_preset(path: str | Path) -> dict[str, Any]:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """`key=value` as `dvc exp run -S` reads it: the value is YAML."""
-    key, sep, value = text.partition("=")
+    """`key=value` as `dvc exp run -S` reads it: the value is YAML, but a number is a number even
+    where YAML 1.1 reads it as a string (`1e-3` has no dot), so it is written to params.yaml as one."""
+    key, sep, text_value = text.partition("=")
     if not sep or not key:
         raise ValueError(f"-S {text}: expected KEY=VALUE, e.g. -S train.epochs=20")
-    return key, yaml.safe_load(value)
+    value = yaml.safe_load(text_value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return key, value
+        if math.isfinite(number):
+            return key, number
+    return key, value
 
 
 def set_values(params: dict, settings: dict[str, Any], where: str) -> None:
@@ -52,7 +63,9 @@ def set_values(params: dict, settings: dict[str, Any], where: str) -> None:
         for parent in parents:
             target = target.get(parent) if isinstance(target, dict) else None
         if not isinstance(target, dict) or leaf not in target:
-            raise ValueError(f"{where}: {key} is not a key of params.yaml (see params.yaml for every key)")
+            close = difflib.get_close_matches(key, flat(params), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "see params.yaml for every key"
+            raise ValueError(f"{where}: {key} is not a key of params.yaml ({hint})")
         if target[leaf] != value:  # an equal value keeps its spelling in the file
             target[leaf] = value
 
@@ -98,15 +111,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exp-run", metavar="NAME", help="run it as the experiment NAME instead of writing params.yaml")
     parser.add_argument("--queue", action="store_true", help="with --exp-run: queue it (`dvc queue start` runs it)")
     args = parser.parse_args(argv)
-    settings = read_preset(args.preset) | dict(map(parse_assignment, args.assignments))
+    given = dict(map(parse_assignment, args.assignments))
+    settings = read_preset(args.preset) | given
     where = str(args.preset) + "".join(f" -S {text}" for text in args.assignments)
+    if args.queue and args.exp_run is None:
+        raise ValueError("--queue goes with --exp-run NAME")
+    # the folders typed here exist before anything is written or run (a preset's own may come later)
+    require_folders(preset_params(settings, args.params, where), *[key for key in FOLDER_PARAMS if key in given])
     if args.exp_run is None:
-        if args.queue:
-            raise ValueError("--queue goes with --exp-run NAME")
         write_params(settings, args.params, where)
         print(f"{args.params}: {len(settings)} keys set from {where}")
         return
-    preset_params(settings, args.params, where)
     command = exp_run_command(settings, args.exp_run, args.queue)
     print(shlex.join(command), flush=True)
     raise SystemExit(subprocess.run(command).returncode)

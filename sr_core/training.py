@@ -162,6 +162,9 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                          f"{', '.join(fingerprints)}): every machine needs the same params.yaml, split and data")
     if cfg.init_from:
         load_init_weights(model, cfg.init_from)
+        if is_main:
+            log.info("starting from the weights of train.init_from %s (SHA-256 %s...), not from random ones",
+                     cfg.init_from, init_sha256[:12])
     model = model.to(device)
     cuda = device.type == "cuda"
     if cuda:

@@ -12,11 +12,8 @@ hashing of the folder would fail without naming it.
 from pathlib import Path
 
 from sr_core.cli import run_stage
-from sr_core.config import Params, require_folders, require_utf8_names, to_dict
+from sr_core.config import FOLDER_PARAMS, Params, require_folders, require_utf8_names, to_dict
 from sr_core.files import sha256_of, write_json
-
-FOLDER_PARAMS = ("data.train_lr_dir", "data.train_hr_dir", "data.extra_train_dirs", "data.test_lr_dir",
-                 "evaluate.benchmarks")
 
 
 def check_data(params: Params) -> None:

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, save
+from sr_core import cli
 from sr_core.benchmark import load_sets
 from sr_core.datasets import BENCHMARKS
 from sr_core.datasets import main as datasets_main
@@ -112,3 +113,29 @@ def test_datasets_lays_out_the_published_copies_as_the_pipeline_reads_them(tmp_p
     (train / "t0.bmp").unlink()
     with pytest.raises(ValueError, match=r"Train: 90 files \*.bmp, where T91 has 91"):
         datasets_main(["t91", str(train), "--out", str(out / "again")])
+
+
+def test_the_batch_path_benchmark_makes_the_cache_folder_it_is_given(tmp_path, monkeypatch, capsys):
+    """docs/scale-and-gpus.md shows `--cache-dir DIR`; a DIR not yet made gave a traceback."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import batch_path
+    folder = tmp_path / "not" / "made"
+    monkeypatch.setattr(sys, "argv", ["batch_path.py", "--width", "64", "--height", "48", "--batch-size", "2",
+                                      "--patch-size", "16", "--pairs", "2", "--disk-pairs", "2", "--batches", "2",
+                                      "--previous-batches", "2", "--cache-dir", str(folder)])
+    batch_path.main()
+    assert folder.is_dir() and "Decoded pairs on disk" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_saying_how_to_go_on(capsys, monkeypatch):
+    """Ctrl-C during `dvc repro` showed the stage's traceback ending in KeyboardInterrupt."""
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("SR_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(interrupted)
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "stopped (Ctrl-C). Files are written whole, so none is left half-written; run the same command again "
+        "(under dvc repro a training resumes after its last finished epoch)"]

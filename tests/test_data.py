@@ -167,3 +167,20 @@ def test_round3_split_method_is_a_param_with_its_choices(tmp_path):
     assert load_params(write_params(tmp_path, {"split": {"method": "stable"}})).split.method == "stable"
     with pytest.raises(ValueError, match="split.method"):
         load_params(write_params(tmp_path, {"split": {"method": "random"}}))
+
+
+def test_lr_and_hr_that_differ_only_in_extension_are_one_reject_saying_so(tmp_path, rng):
+    """LR as .jpg and HR as .png were each rejected twice: "no HR file", "no LR file"."""
+    lr_img = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    save(tmp_path / "lr" / "a.jpg", lr_img)
+    save(tmp_path / "hr" / "a.png", np.kron(lr_img, np.ones((4, 4, 1), np.uint8)))
+    pairs, rejects = check_pairs(tmp_path / "lr", tmp_path / "hr", 4)
+    assert pairs == [] and [(r.name, r.reason.split(":")[0]) for r in rejects] == [
+        ("a.jpg", "the LR a.jpg and the HR a.png differ only in their extension")]
+
+
+def test_swapped_lr_and_hr_folders_are_one_line_saying_so(paired_folder):
+    """Every pair was rejected with "HR is 4x12, expected 4x the LR", and the split had no pairs."""
+    with pytest.raises(ValueError, match=f"{paired_folder / 'hr'} and {paired_folder / 'lr'} look swapped: in all 6 "
+                                         f"pairs the HR is 1/4 of its LR; swap data.train_lr_dir and data.train_hr_dir"):
+        check_pairs(paired_folder / "hr", paired_folder / "lr", 4)

@@ -138,3 +138,30 @@ def test_preset_errors_name_the_key_and_leave_params_yaml_as_it_was(tmp_path):
     with pytest.raises(ValueError, match="bad.yaml: a preset is a mapping of params"):
         main([str(bad), "--params", str(params)])
     assert params.read_text() == (REPO / "params.yaml").read_text()
+
+
+def params_copy(tmp_path: Path) -> Path:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path / "params.yaml"
+
+
+def test_a_key_typo_is_answered_with_the_key_meant(tmp_path):
+    with pytest.raises(ValueError, match=r"train.time_limit is not a key of params.yaml \(did you mean "
+                                         r"train.time_limit_minutes\?\)"):
+        main([str(REPO / "presets" / "demo.yaml"), "--params", str(params_copy(tmp_path)), "-S", "train.time_limit=3"])
+
+
+def test_a_number_typed_without_a_dot_is_written_as_a_number(tmp_path):
+    """YAML 1.1 reads `1e-3` as a string, which params.yaml then held quoted: '1e-3'."""
+    params = params_copy(tmp_path)
+    main([str(REPO / "presets" / "demo.yaml"), "--params", str(params), "-S", "lr=1e-3", "-S", "train.step_gamma=5e-1"])
+    values = yaml.safe_load(params.read_text())
+    assert values["lr"] == 0.001 and isinstance(values["lr"], float) and values["train"]["step_gamma"] == 0.5
+    assert parse_assignment("data.test_lr_dir=data/test") == ("data.test_lr_dir", "data/test")  # text stays text
+
+
+def test_the_data_folders_typed_to_the_preset_command_are_checked_before_params_yaml_is_written(tmp_path):
+    params = params_copy(tmp_path)
+    with pytest.raises(ValueError, match="data.train_lr_dir: data/kagle/train/lr does not exist"):
+        main([str(REPO / "presets" / "gpu.yaml"), "--params", str(params), "-S", "data.train_lr_dir=data/kagle/train/lr"])
+    assert params.read_text() == (REPO / "params.yaml").read_text()

@@ -101,7 +101,8 @@ def test_training_writes_history_and_a_weights_only_checkpoint(paired_folder, em
     assert state["epoch"] == 3 and len(state["history"]) == 3 and bool(state["ema"]) == (ema_decay > 0)
 
 
-def test_fine_tuning_starts_from_the_checkpoints_weights_and_records_it(paired_folder):
+def test_fine_tuning_starts_from_the_checkpoints_weights_and_records_it(paired_folder, caplog):
+    caplog.set_level(logging.INFO)
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     first, second = paired_folder / "first", paired_folder / "second"
     train(tiny_params(epochs=1), pairs[:4], pairs[4:], first / "best.pt", first / "h.csv", first / "last.pt", first / "c")
@@ -116,6 +117,8 @@ def test_fine_tuning_starts_from_the_checkpoints_weights_and_records_it(paired_f
             torch.testing.assert_close(tuned[key], value, rtol=0, atol=1e-6)
     assert summary["init_from"] == str(first / "best.pt")
     assert summary["init_from_sha256"] == hashlib.sha256((first / "best.pt").read_bytes()).hexdigest()
+    assert (f"starting from the weights of train.init_from {first / 'best.pt'} (SHA-256 "
+            f"{summary['init_from_sha256'][:12]}...), not from random ones") in caplog.messages  # the log names them
     scratch = train(tiny_params(epochs=1), pairs[:4], pairs[4:], second / "s.pt", second / "s.csv",
                     second / "s_last.pt", second / "c")
     assert scratch["init_from"] is None and scratch["init_from_sha256"] is None

@@ -9,7 +9,7 @@ import torch
 from conftest import REPO, save
 from sr_core.checkpoint import load_model, save_checkpoint
 from sr_core.images import read_rgb
-from sr_core.inference import upscale
+from sr_core.inference import upscale, upscale_files
 from sr_core.model import ModelConfig, SRResNet
 from sr_core.upscale import main
 
@@ -85,3 +85,17 @@ def test_a_folder_keeps_going_past_a_bad_file_and_names_it(tmp_path):
     assert read_rgb(tmp_path / "out" / "c.png").shape == (24, 20, 3)
     assert "error: 1 of 3 images could not be read, and the other 2 were written to" in result.stderr
     assert "in/b.png" in result.stderr.splitlines()[-2]
+
+
+@pytest.mark.parametrize("good", [1, 2])
+def test_the_count_of_files_written_past_a_bad_one_is_in_the_right_number(tmp_path, good):
+    """"the other 1 were written" read wrong."""
+    torch.manual_seed(0)
+    model = SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval()
+    paths = [tmp_path / "in" / f"{i}.png" for i in range(good)]
+    for path in paths:
+        save(path, np.zeros((6, 5, 3), np.uint8))
+    (tmp_path / "in" / "bad.png").write_bytes(b"not a picture")
+    verb = "was" if good == 1 else "were"
+    with pytest.raises(ValueError, match=f"1 of {good + 1} images could not be read, and the other {good} {verb} written"):
+        upscale_files(model, [*paths, tmp_path / "in" / "bad.png"], tmp_path / "out", keep_going=True)
