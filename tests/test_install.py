@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -29,15 +30,15 @@ def test_the_notebook_install_cell_pins_torch_as_pip_knows_it(tmp_path, local_su
     installed distribution as 2.14.1: `ResolutionImpossible`. Its line is run as the page gives it,
     with this torch (no local suffix in its distribution's version) and with a distribution that
     has one, as a build from PyTorch's own index has."""
-    env = dict(os.environ)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its pip, python
     if local_suffix:  # a torch distribution of the same version with a local suffix, found first
         info = tmp_path / "site" / f"torch-{version('torch')}{local_suffix}.dist-info"
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version('torch')}{local_suffix}\n")
         env["PYTHONPATH"] = str(tmp_path / "site")
     [line] = [line for line in (REPO / "docs" / "kaggle.md").read_text().splitlines() if "> /tmp/keep-torch.txt" in line]
-    line = line.replace("/tmp/keep-torch.txt", str(tmp_path / "keep.txt")).replace("pip ", f"{sys.executable} -m pip ", 1)
-    result = subprocess.run(line, shell=True, capture_output=True, text=True, env=env)
+    result = subprocess.run(line.replace("/tmp/keep-torch.txt", str(tmp_path / "keep.txt")), shell=True,
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     pins = [Requirement(text) for text in (tmp_path / "keep.txt").read_text().split()]
     installed = json.loads(subprocess.run(
