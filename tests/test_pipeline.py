@@ -627,3 +627,27 @@ def test_the_kaggle_layout_resumes_in_a_second_clone(tmp_path):
     assert list((scratch / "decoded").glob("*.strips"))  # the decoded pairs went to scratch disk,
     assert not [p for p in second.rglob("*.strips")]  # not into the clone
 
+
+
+def test_the_readmes_account_of_how_the_data_are_stored_holds(tmp_path):
+    """`dvc add` of symbolic links made copies without a word; the README now says how the data are
+    stored and how to keep one copy: its command is run here, and what it says is checked."""
+    readme = (REPO / "README.md").read_text()
+    bullet = readme[readme.index("**How the data are stored**"):].split("\n- **")[0]
+    [link_command] = re.findall(r"`(dvc config cache\.type [^`]+)`", bullet)
+    root, real = tmp_path / "repo", tmp_path / "elsewhere"
+    save(real / "a.png", np.zeros((8, 8, 3), np.uint8))
+    for folder in ("copied", "linked"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "a.png").symlink_to(real / "a.png")
+    run_in(root, "git", "init", "-q")
+    run_in(root, "dvc", "init", "-q")
+    run_in(root, "dvc", "add", "copied")
+    copied = root / "copied" / "a.png"
+    cached = [path for path in (root / ".dvc" / "cache").rglob("*") if path.is_file() and path.suffix != ".dir"]
+    assert not copied.is_symlink() and [path.read_bytes() for path in cached] == [(real / "a.png").read_bytes()]
+    assert copied.stat().st_nlink == 1  # a copy of its own beside the cache's: twice the disk
+    run_in(root, *link_command.split())
+    run_in(root, "dvc", "add", "linked")
+    linked = (root / "linked" / "a.png").stat()
+    assert linked.st_nlink == 2 and not linked.st_mode & 0o222  # one copy, read-only: `dvc unprotect` to edit
