@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -355,6 +356,15 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
         log = run("dvc", "queue", "logs", name)
         assert "resuming" not in log, f"{name} resumed another run's state"
     best = experiments[0][header.index("Experiment")]
+    # the README's comparison, at 80 columns: each run, the param that changed and val PSNR-Y, nothing hidden
+    [show] = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show ")]
+    table = subprocess.run([*shlex.split(show, comments=True), "--no-pager"], cwd=root, env=ENV | {"COLUMNS": "80"},
+                           capture_output=True, text=True, check=True).stdout
+    assert max(map(len, table.splitlines())) <= 80 and "…" not in table, table
+    assert [line.split() for line in table.splitlines() if "Experiment" in line] == [["Experiment", "val.model.psnr_y",
+                                                                                      "lr"]], table
+    for row in experiments:
+        assert re.search(rf"\[{row[header.index('Experiment')]}\]\s+\d+\.\d+\s+{row[header.index('lr')]}\s", table), table
     # both experiments' curves on one plot, and both sample figures
     names = [row[header.index("Experiment")] for row in experiments[:2]]
     run("dvc", "plots", "diff", *names, "-o", "plots_diff")
