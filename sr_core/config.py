@@ -367,12 +367,12 @@ def folder_params(params: Params, keys: tuple[str, ...]) -> list[tuple[str, str]
     return pairs
 
 
-def require_folders(params: Params, *keys: str) -> None:
-    """Each param of `keys` names a folder that exists (see `folder_params`), else one error naming
-    the param, so the user knows which line to change."""
+def require_folders(params: Params, *keys: str, root: Path = Path(".")) -> None:
+    """Each param of `keys` names a folder that exists (see `folder_params`) under `root`, the folder
+    the stages run in, else one error naming the param, so the user knows which line to change."""
     for key, folder in folder_params(params, keys):
-        if not Path(folder).is_dir():
-            problem = "is not a folder" if Path(folder).exists() else "does not exist"
+        if not (root / folder).is_dir():
+            problem = "is not a folder" if (root / folder).exists() else "does not exist"
             raise ValueError(f"{key}: {folder} {problem}; set {key} in params.yaml to your folder")
 
 

@@ -116,8 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     where = str(args.preset) + "".join(f" -S {text}" for text in args.assignments)
     if args.queue and args.exp_run is None:
         raise ValueError("--queue goes with --exp-run NAME")
-    # the folders typed here exist before anything is written or run (a preset's own may come later)
-    require_folders(preset_params(settings, args.params, where), *[key for key in FOLDER_PARAMS if key in given])
+    # the folders typed here exist before anything is written or run (a preset's own may come later),
+    # beside the params file, where DVC runs the stages
+    require_folders(preset_params(settings, args.params, where), *[key for key in FOLDER_PARAMS if key in given],
+                    root=args.params.parent)
     if args.exp_run is None:
         write_params(settings, args.params, where)
         print(f"{args.params}: {len(settings)} keys set from {where}")

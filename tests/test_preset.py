@@ -29,6 +29,7 @@ SETTING = {"lr", "split.val_split", "split.seed", "data.extra_train_dirs"} | {
 def applied(tmp_path: Path, name: str, *assignments: str) -> Path:
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
+    (tmp_path / "data" / "mine" / "lr").mkdir(parents=True)  # a folder typed after -S must exist
     main([str(REPO / "presets" / f"{name}.yaml"), "--params", str(params), *(f"-S{a}" for a in assignments)])
     return params
 
