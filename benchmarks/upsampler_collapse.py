@@ -23,7 +23,7 @@ from sr_core.cli import argument_parser
 from sr_core.config import ModelConfig, TrainConfig
 from sr_core.data import list_folder
 from sr_core.model import SRResNet
-from sr_core.training import lr_factor
+from sr_core.schedule import Schedule
 
 REPORTED = (1, 5, 10, 20, 40, 100, 200, 400, 600, 1000)
 
@@ -71,14 +71,14 @@ def main() -> None:
     val_lr, val_hr = PatchBatcher(store, 64, False, device, seed=args.seed + 1, batch_size=32).sample()
     bicubic = F.interpolate(val_lr, scale_factor=config.scale, mode="bicubic", align_corners=False)
     batcher = PatchBatcher(store, 64, True, device, seed=args.seed, batch_size=16)
-    schedule = TrainConfig(epochs=args.steps, warmup_epochs=args.warmup_steps, schedule="constant")
+    schedule = Schedule(TrainConfig(epochs=args.steps, warmup_epochs=args.warmup_steps, schedule="constant"), 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     print(f"{config}\nlr {args.lr}, warmup {args.warmup_steps} steps; bicubic {psnr(bicubic, val_hr):.3f} dB")
     print(f"{'step':>5} {'upsampler alive':>18} {'|SR - bicubic|':>15} {'PSNR - bicubic':>15}")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * lr_factor(step - 1, schedule, 1)
+            group["lr"] = args.lr * schedule.lr_factor(step - 1)
         model.train()
         lr_img, hr_img = batcher.sample()
         loss = F.l1_loss(model(lr_img), hr_img)

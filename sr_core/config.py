@@ -155,7 +155,7 @@ class TrainConfig(Checked):
     compile: str = one_of("eager", COMPILE_MODES)  # torch.compile the network in this mode (reduce-overhead: CUDA graphs)
     decode_cache: str = one_of("auto", ("auto", "memory", "disk"))  # where decoded pairs live (batches.residency)
     val_every: int = bounded(1, 1)  # validate every N epochs (and always after the last)
-    time_limit_minutes: float = bounded(0.0, 0)  # end at the first epoch past this; the schedule fits it (0: none)
+    time_limit_minutes: float = bounded(0.0, 0)  # end when this is spent; the schedule fits it (0: none; schedule.py)
     init_from: str = optional_path()  # a model checkpoint whose weights training starts from ("": from scratch)
     seed: int = bounded(0, 0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N

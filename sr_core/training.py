@@ -3,8 +3,8 @@
 Per epoch: train on batches cut from images decoded once -> (rank 0, every `val_every` epochs and
 after the last) score the val split on the device with the EMA weights when EMA is on -> append a
 history row -> keep the checkpoint with the best val RGB PSNR (the reference script's rule) -> write the resume
-state. With `train.time_limit_minutes`, the last epoch is the first to end past the budget, and the
-learning-rate schedule runs over the budget instead of the nominal epochs (see `schedule_step`).
+state. With `train.time_limit_minutes`, the run ends at the step its budget runs out, inside an
+epoch if need be, the learning-rate schedule laid over the steps that fit (see schedule.py).
 One device, or several processes under torchrun (DDP, see distributed.py):
 `train.batch_size` is the global batch, split evenly over the processes, and every process cuts
 its own random patches from the whole train split, so an epoch is the same number of steps and
@@ -41,6 +41,7 @@ from sr_core.files import sha256_of, size_text, write_csv
 from sr_core.images import changes, file_states
 from sr_core.model import SRResNet
 from sr_core.patches import ImageStore, PatchBatcher, StripStore
+from sr_core.schedule import PACE_STEPS, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
     train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS + ("init_from",)}
     shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train, "data": to_dict(params.data),
                "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256,
-               "world_size": world_size, "patch_draws": 2}  # 2: drawn a batch at a time (earlier states differ)
+               "world_size": world_size, "patch_draws": 2,  # 2: drawn a batch at a time (earlier states differ)
+               "schedule": 2}  # 2: a budget planned in steps (earlier states' history has no steps column)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -106,29 +108,6 @@ def load_init_weights(model: SRResNet, path: str) -> None:
     model.load_state_dict(init.state_dict())
 
 
-def lr_factor(step: int, cfg: TrainConfig, steps_per_epoch: int) -> float:
-    """Multiplier of the base learning rate at `step`: linear warmup, then the schedule."""
-    warmup_steps, total_steps = cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if cfg.schedule == "cosine":
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    if cfg.schedule == "step":
-        return cfg.step_gamma ** (step // (cfg.step_epochs * steps_per_epoch))
-    return 1.0
-
-
-def schedule_step(step: int, seconds: float, budget: float, total_steps: int, warmup_steps: int = 0) -> int:
-    """The step the learning-rate schedule is at after `seconds` of a run of `budget` seconds
-    (0: none): as far into the nominal `total_steps` as the share of the budget spent, or `step`
-    if that is further. So a budget shorter than the nominal epochs still gets the whole schedule
-    (a cosine reaches 0 as the time runs out). The warmup counts steps taken, whatever the budget."""
-    if not budget or step < warmup_steps:
-        return step
-    return max(step, int(total_steps * seconds / budget))
-
-
 def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_path: str | Path,
           history_path: str | Path, state_path: str | Path, decode_cache_dir: str | Path, pixels: str = "") -> dict | None:
     """Trains SRResNet, writing the best checkpoint, the per-epoch history and the resume state.
@@ -174,6 +153,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     scaler = grad_scaler(device, precision)
     steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
     budget = 60 * cfg.time_limit_minutes
+    schedule = Schedule(cfg, steps_per_epoch, budget)
     loss_fn = LOSSES[cfg.loss]
     local_batch = cfg.batch_size // world_size
     sources = sources_stamp(train_pairs + val_pairs) if is_main else None
@@ -188,8 +168,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     if state is not None and state["finished"]:
         if world_size > 1:
             dist.destroy_process_group()
-        stopped_by = "time limit" if state["epoch"] < cfg.epochs else "epochs"
-        return summary(params, state["history"], state["best"], steps_per_epoch, stopped_by, init_sha256, model,
+        return summary(params, state["history"], state["best"], steps_per_epoch, init_sha256, model,
                        world_size, device, state["run"]) if is_main else None
     store, val_batches = decode_data(params, train_pairs, val_pairs if is_main else [], decode_cache_dir, device,
                                      model, local_batch, precision, log_choice=is_main)
@@ -219,36 +198,48 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                  sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
                  len(val_pairs), steps_per_epoch, cfg.batch_size)
 
-    step_seconds = elapsed / ((first_epoch - 1) * steps_per_epoch) if first_epoch > 1 else 0.0  # the last pace
-    stopped_by = "epochs"
+    schedule.plan(elapsed, (first_epoch - 1) * steps_per_epoch, at_least=1)  # a resumed run: at its pace so far
     report_every = PROGRESS_SECONDS if is_main and not sys.stderr.isatty() else math.inf  # tqdm's bar is off there
     for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = last_report = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        taken = 0  # steps of this epoch: all of them unless the budget ends the run inside it
         for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
                       leave=False, disable=None if is_main else True):  # None: off when not on a terminal
+            step = (epoch - 1) * steps_per_epoch + i
+            if schedule.ends_before(step):
+                break
             if time.perf_counter() - last_report >= report_every:
                 last_report = time.perf_counter()
                 log.info(progress_line(epoch, cfg.epochs, i, steps_per_epoch, last_report - epoch_start,
                                        loss_sum.item() / max(i, 1), elapsed, budget))
-            step = schedule_step((epoch - 1) * steps_per_epoch + i, elapsed + i * step_seconds, budget,
-                                 cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch)
+            if budget and epoch == 1 and i in (1, 1 + PACE_STEPS):  # the pace of the first steps, after the first
+                if cuda:
+                    torch.cuda.synchronize(device)
+                if i == 1:
+                    pace_start = time.perf_counter()
+                else:
+                    now = time.perf_counter()
+                    schedule.plan(agreed(now - epoch_start, world_size, device), step,
+                                  agreed((now - pace_start) / PACE_STEPS, world_size, device))
             for group in optimizer.param_groups:
-                group["lr"] = params.lr * lr_factor(step, cfg, steps_per_epoch)
+                group["lr"] = params.lr * schedule.lr_factor(step)
             if cfg.compile == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
             loss_sum += training_step(step_model, *batcher.sample(), loss_fn, optimizer, scaler, precision)
             if ema is not None:
                 ema.update()
+            taken += 1
         if cuda:
             torch.cuda.synchronize(device)
-        steps_per_second = steps_per_epoch / (time.perf_counter() - epoch_start)  # without validation
+        steps_per_second = taken / (time.perf_counter() - epoch_start)  # without validation
         if world_size > 1:
             dist.all_reduce(loss_sum)
-        # decided before validation, so that the last epoch is validated
-        out_of_time = budget > 0 and elapsed + agreed(time.perf_counter() - epoch_start, world_size, device) >= budget
-        last = epoch == cfg.epochs or out_of_time
+        steps = (epoch - 1) * steps_per_epoch + taken
+        # planned before validation, so that the last epoch is validated
+        schedule.plan(elapsed + agreed(time.perf_counter() - epoch_start, world_size, device), steps)
+        last = schedule.ends_before(steps)
         batcher_states = from_every_rank(batcher.state(), world_size)  # a collective: every rank joins
         if is_main:
             eval_model = ema.module if ema is not None else model
@@ -256,12 +247,13 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             val = validate(eval_model, val_batches, params.inference.tile, val_precision) if validated else {}
             row = {
                 "epoch": epoch,
-                "train_loss": loss_sum.item() / steps_per_epoch / world_size,
+                "train_loss": loss_sum.item() / taken / world_size,
                 "val_loss": val.get("mae" if cfg.loss == "l1" else "mse"),  # None (blank) when not validated
                 "val_psnr_rgb": val.get("psnr_rgb"),
                 "val_psnr_y": val.get("psnr_y"),
                 "val_competition_score": val.get("competition_score"),  # the SRGD competition's (metrics.py)
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": optimizer.param_groups[0]["lr"],  # of the epoch's last step
+                "steps": taken,
                 "steps_per_second": steps_per_second,  # a run slowed by another process shows here
                 "seconds": time.perf_counter() - epoch_start,
             }
@@ -271,7 +263,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                 best = {**row, "state_dict": copy_state(eval_model), "run": run}
                 save_best(model_path, params, best)
         epoch_seconds = agreed(time.perf_counter() - epoch_start, world_size, device)
-        elapsed, step_seconds = elapsed + epoch_seconds, epoch_seconds / steps_per_epoch
+        elapsed += epoch_seconds
         if is_main:
             save_train_state(state_path, {
                 "fingerprint": run_id, "sources": sources, "pixels": pixels, "epoch": epoch, "finished": last, "elapsed": elapsed,
@@ -282,11 +274,10 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
             log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
                      f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
                      f"(Y {row['val_psnr_y']:.3f} dB)" if validated else "not validated", row["seconds"])
-        if out_of_time:
-            stopped_by = "time limit"
-            if is_main:
-                log.info("stopping after epoch %d of %d: %.1f of %g minutes spent", epoch, cfg.epochs, elapsed / 60,
-                         cfg.time_limit_minutes)
+        if last:
+            if is_main and steps < schedule.nominal_steps:
+                log.info("stopping after epoch %d of %d (step %d of its %d): %.1f of %g minutes spent", epoch,
+                         cfg.epochs, taken, steps_per_epoch, elapsed / 60, cfg.time_limit_minutes)
             break
     batcher.close()
     store.close()
@@ -297,7 +288,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
         raise ValueError(f"the training pairs changed while training ran ({changed}): the model is of them as they "
                          f"were, so the stage fails and DVC records nothing; run dvc repro again to split and train "
                          f"on them as they are now")
-    return summary(params, history, best, steps_per_epoch, stopped_by, init_sha256, model, world_size,
+    return summary(params, history, best, steps_per_epoch, init_sha256, model, world_size,
                    device, run) if is_main else None
 
 
@@ -352,20 +343,21 @@ def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoc
             f"{eta} left")
 
 
-def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, stopped_by: str,
-            init_sha256: str | None, model: SRResNet, world_size: int, device: torch.device, run: dict) -> dict:
+def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, init_sha256: str | None,
+            model: SRResNet, world_size: int, device: torch.device, run: dict) -> dict:
     """The run's figures for the train stage's metrics file, with what it computed with (`run`:
     precision, TF32, deterministic algorithms, the GPU)."""
+    steps = sum(row["steps"] for row in history)
     return {
         "best_epoch": best["epoch"],
         "best_val_psnr_rgb": best["val_psnr_rgb"],
         "best_val_psnr_y": best["val_psnr_y"],
         "epochs": len(history),
         "nominal_epochs": params.train.epochs,
-        "stopped_by": stopped_by,  # epochs | time limit
+        "stopped_by": "epochs" if steps == params.train.epochs * steps_per_epoch else "time limit",
         "time_limit_minutes": params.train.time_limit_minutes,
-        "steps": len(history) * steps_per_epoch,
-        "steps_per_second": len(history) / sum(1 / row["steps_per_second"] for row in history),  # of all epochs
+        "steps": steps,
+        "steps_per_second": steps / sum(row["steps"] / row["steps_per_second"] for row in history),  # all epochs
         "init_from": params.train.init_from or None,
         "init_from_sha256": init_sha256,
         "num_params": sum(p.numel() for p in model.parameters()),

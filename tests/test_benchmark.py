@@ -71,6 +71,24 @@ def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, ch
     assert (out / "samples.png").stat().st_size > 0
 
 
+def test_a_model_barely_above_bicubic_is_said_to_have_learnt_little(tmp_path, paired_folder, checkpoint, caplog,
+                                                                    monkeypatch):
+    """An untrained bicubic-residual network is bicubic plus noise: one line per set says so."""
+    import sr_core.benchmark
+    _, model = checkpoint
+    run = lambda: benchmark(model, load_sets([paired_folder]), 4, InferenceConfig(), 1, 32, tmp_path / "r.csv",
+                            tmp_path / "m.json", tmp_path / "s.png")
+    gain = run()[paired_folder.name]["gain_over_bicubic"]["psnr_y"]
+    assert gain < sr_core.benchmark.LEARNT_LITTLE_DB
+    said = [r.getMessage() for r in caplog.records if "learnt little" in r.getMessage()]
+    assert said == [f"{paired_folder.name}: the model's PSNR-Y is {gain:+.2f} dB against bicubic's, so it has learnt "
+                    f"little: train it longer (train.epochs, or train.time_limit_minutes)"]
+    caplog.clear()
+    monkeypatch.setattr(sr_core.benchmark, "LEARNT_LITTLE_DB", gain - 0.01)  # a gain above the line: nothing said
+    run()
+    assert not [r for r in caplog.records if "learnt little" in r.getMessage()]
+
+
 def test_figure_titles_its_columns_and_captions_each_crop_with_its_psnr(paired_folder, checkpoint):
     """The crops' PSNR-Y is the reference's on the same crops; the figure is a title band, then a
     caption band and the crops for each sample, and the bands hold text (dark pixels)."""

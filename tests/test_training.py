@@ -26,28 +26,47 @@ from sr_core.data import check_pairs, load_pair, write_split
 from sr_core.distributed import LAUNCHER_PID, launch
 from sr_core.metrics import psnr_y
 from sr_core.model import ModelConfig
-from sr_core.training import copy_state, fingerprint, lr_factor, schedule_step, train
+from sr_core.schedule import MAX_WARMUP_SHARE, Schedule
+from sr_core.training import copy_state, fingerprint, train
 
 
-def test_lr_schedules():
-    constant = TrainConfig(epochs=10, schedule="constant")
-    assert [lr_factor(s, constant, 1) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
-    cosine = TrainConfig(epochs=10, schedule="cosine")
-    assert lr_factor(0, cosine, 1) == 1.0
-    assert lr_factor(5, cosine, 1) == pytest.approx(0.5)
-    assert lr_factor(10, cosine, 1) == pytest.approx(0.0)
-    warm = TrainConfig(epochs=7, schedule="cosine", warmup_epochs=2)
-    assert [lr_factor(s, warm, 2) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
-    step = TrainConfig(epochs=10, schedule="step", step_epochs=3, step_gamma=0.1)
-    assert [lr_factor(s, step, 2) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+def test_lr_schedules_over_the_nominal_epochs():
+    constant = Schedule(TrainConfig(epochs=10, schedule="constant"), 1)
+    assert [constant.lr_factor(s) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    cosine = Schedule(TrainConfig(epochs=10, schedule="cosine"), 1)
+    assert cosine.lr_factor(0) == 1.0 and cosine.lr_factor(5) == pytest.approx(0.5)
+    assert cosine.lr_factor(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.9))) and cosine.lr_factor(9) > 0
+    warm = Schedule(TrainConfig(epochs=7, schedule="cosine", warmup_epochs=2), 2)
+    assert [warm.lr_factor(s) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
+    step = Schedule(TrainConfig(epochs=10, schedule="step", step_epochs=3, step_gamma=0.1), 2)
+    assert [step.lr_factor(s) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    for schedule in (constant, cosine, warm, step):
+        schedule.plan(1000.0, 5)  # no budget: the plan is the nominal epochs
+        assert schedule.total_steps == schedule.nominal_steps
 
 
-def test_a_time_budget_stretches_the_schedule_over_it():
-    assert schedule_step(7, 1000.0, 0, 100) == 7  # no budget: the step itself
-    assert schedule_step(7, 30.0, 60.0, 100) == 50  # half the budget spent: half the schedule
-    assert schedule_step(70, 30.0, 60.0, 100) == 70  # ahead of the clock: the step
-    assert schedule_step(5, 30.0, 60.0, 100, warmup_steps=10) == 5  # the warmup is taken step by step
-    assert lr_factor(schedule_step(10, 60.0, 60.0, 100), TrainConfig(epochs=10, schedule="cosine"), 10) == 0.0
+def test_a_time_budget_plans_the_steps_that_fit_and_lays_the_schedule_over_them():
+    """100 steps an epoch, 100 nominal epochs, a 4-epoch warmup, 60 seconds: the first 11 steps took
+    6 s, and at 0.5 s a step 108 more fit; the warmup takes a bounded share of the 119, and no planned
+    step has a learning rate of 0."""
+    cfg = TrainConfig(epochs=100, schedule="cosine", warmup_epochs=4)
+    schedule = Schedule(cfg, 100, budget=60.0)
+    assert schedule.total_steps == 10_000 and schedule.warmup_steps == 400  # nothing measured yet
+    schedule.plan(6.0, 11, pace=0.5)
+    assert schedule.total_steps == 11 + 108 and schedule.warmup_steps == int(MAX_WARMUP_SHARE * 119) == 29
+    factors = [schedule.lr_factor(s) for s in range(schedule.total_steps)]
+    assert factors[28] == 1.0 and min(factors) > 0 and factors[-1] < 0.001
+    assert not schedule.ends_before(118) and schedule.ends_before(119)
+    schedule.plan(61.0, 120)  # past the budget: over
+    assert schedule.ends_before(120)
+    schedule.plan(61.0, 120, at_least=1)  # a resumed run whose last epoch found time for one more
+    assert schedule.total_steps == 121
+    long = Schedule(TrainConfig(epochs=2, schedule="cosine"), 10, budget=3600.0)
+    long.plan(10.0, 10)  # the nominal epochs end first
+    assert long.total_steps == 20
+    steps = Schedule(TrainConfig(epochs=10, schedule="step", step_epochs=5, step_gamma=0.1), 10, budget=60.0)
+    steps.plan(10.0, 10)  # 60 steps fit: the drop comes at half of them, as at half of the nominal 100
+    assert [steps.lr_factor(s) for s in (29, 30, 59)] == pytest.approx([1.0, 0.1, 0.1])
 
 
 def test_fingerprint_ignores_how_but_not_what(paired_folder):
@@ -339,10 +358,8 @@ def test_validation_equals_the_reference_metrics(paired_folder):
             assert val[key] == pytest.approx(sum(r[key] for r in reference) / len(reference), rel=1e-5), key
 
 
-def test_training_stops_at_the_first_epoch_past_the_time_budget(paired_folder, monkeypatch):
-    """A fake clock that advances one second per training step (validation takes no time): 4 steps
-    an epoch, a 10-second budget, 10 nominal epochs. Epochs 1 and 2 end at 4 and 8 s; epoch 3 ends
-    at 12 s, past the budget, and is the last; the cosine, laid over the budget, reaches 0 there."""
+def budget_run(paired_folder: Path, monkeypatch, **train_changes) -> tuple[dict, list[dict]]:
+    """A run under a fake clock that advances one second per training step (validation takes no time)."""
     import types
     import sr_core.training
     from sr_core.patches import PatchBatcher
@@ -356,17 +373,36 @@ def test_training_stops_at_the_first_epoch_past_the_time_budget(paired_folder, m
     monkeypatch.setattr(PatchBatcher, "sample", timed_sample)
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     out = paired_folder / "out"
-    params = tiny_params(epochs=10, val_every=5, time_limit_minutes=10 / 60)
-    summary = train(params, pairs[:4], pairs[4:], out / "best.pt", out / "history.csv", out / "last.pt", out / "c")
-    assert (summary["epochs"], summary["nominal_epochs"], summary["stopped_by"]) == (3, 10, "time limit")
+    summary = train(tiny_params(**train_changes), pairs[:4], pairs[4:], out / "best.pt", out / "history.csv",
+                    out / "last.pt", out / "c")
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [float(row["seconds"]) for row in rows] == [4.0, 4.0, 4.0]
-    assert [float(row["steps_per_second"]) for row in rows] == [1.0, 1.0, 1.0] and summary["steps_per_second"] == 1.0
-    assert [bool(row["val_psnr_rgb"]) for row in rows] == [False, False, True]  # the last epoch is validated
-    cosine = [0.5 * (1 + math.cos(math.pi * step / 40)) * 1e-3 for step in (3, 28)]
-    assert [float(row["lr"]) for row in rows] == pytest.approx(cosine + [0.0])
     assert torch.load(out / "last.pt", weights_only=True)["finished"]
+    return summary, rows
+
+
+def test_a_time_budget_ends_the_run_at_the_step_it_runs_out(paired_folder, monkeypatch):
+    """4 steps an epoch, a 10-second budget, 10 nominal epochs: after epoch 1 (4 s) 6 more steps fit,
+    so epoch 3 ends after 2 steps, at 10 s; the cosine, laid over those 10 steps, never reaches 0."""
+    summary, rows = budget_run(paired_folder, monkeypatch, epochs=10, val_every=5, time_limit_minutes=10 / 60)
+    assert (summary["epochs"], summary["nominal_epochs"], summary["stopped_by"]) == (3, 10, "time limit")
+    assert [(int(row["steps"]), float(row["seconds"])) for row in rows] == [(4, 4.0), (4, 4.0), (2, 2.0)]
+    assert summary["steps"] == 10 and summary["steps_per_second"] == 1.0
+    assert [bool(row["val_psnr_rgb"]) for row in rows] == [False, False, True]  # the last epoch is validated
+    # epoch 1 under the nominal plan (40 steps), then the 10 that fit
+    cosine = [0.5 * (1 + math.cos(math.pi * step / total)) * 1e-3 for step, total in ((3, 40), (7, 10), (9, 10))]
+    assert [float(row["lr"]) for row in rows] == pytest.approx(cosine) and float(rows[-1]["lr"]) > 0
+
+
+def test_a_budget_shorter_than_an_epoch_is_planned_from_the_first_steps(paired_folder, monkeypatch):
+    """20 steps an epoch, a 1-epoch warmup, a 15-second budget: the pace of steps 2 to 11 (1 s each)
+    plans 15 steps, the warmup takes a bounded share of them, and the run ends inside epoch 1."""
+    summary, rows = budget_run(paired_folder, monkeypatch, epochs=10, patches_per_image=10, warmup_epochs=1,
+                               time_limit_minutes=15 / 60)
+    assert [(int(row["steps"]), float(row["seconds"])) for row in rows] == [(15, 15.0)]
+    assert summary["stopped_by"] == "time limit" and bool(rows[0]["val_psnr_rgb"])
+    warmup = int(MAX_WARMUP_SHARE * 15)
+    assert float(rows[0]["lr"]) == pytest.approx(0.5 * (1 + math.cos(math.pi * (14 - warmup) / (15 - warmup))) * 1e-3)
 
 
 def test_the_reference_setting_trains_on_whole_images_one_pass_an_epoch(paired_folder):
