@@ -148,7 +148,11 @@ def figure(samples: list[Sample], heading: str = "PSNR-Y of each crop under it",
     titles on top; for each sample its set/image name, the crops, and each crop's PSNR-Y under it."""
     font = ImageFont.load_default(size=font_size)
     columns = list(samples[0].crops)
-    side = max(crop.shape[1] for sample in samples for crop in sample.crops.values())
+    captions = {sample.title: [f"PSNR-Y {sample.psnr_y[name]:.2f} dB" if name in sample.psnr_y else ""
+                               for name in columns] for sample in samples}
+    # a column is as wide as its widest crop or caption, and a margin: small crops' captions do not run together
+    side = max([crop.shape[1] for sample in samples for crop in sample.crops.values()] +
+               [int(font.getlength(text)) + 16 for text in columns + sum(captions.values(), [])])
     texts = [heading] + [sample.title for sample in samples]
     width = max(len(columns) * side, *(int(font.getlength(text)) + 8 for text in texts))
 
@@ -164,7 +168,6 @@ def figure(samples: list[Sample], heading: str = "PSNR-Y of each crop under it",
     for sample in samples:
         row = np.hstack([np.pad(crop, ((0, 0), (0, side - crop.shape[1]), (0, 0)), constant_values=255)
                          for crop in sample.crops.values()])
-        psnr = [f"PSNR-Y {sample.psnr_y[name]:.2f} dB" if name in sample.psnr_y else "" for name in columns]
         rows += [band([sample.title]), np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255),
-                 band(psnr)]
+                 band(captions[sample.title])]
     return np.vstack(rows)

@@ -109,6 +109,10 @@ def test_figure_titles_its_columns_and_captions_each_crop_with_its_psnr(paired_f
     assert image.shape[0] == 2 * band + 2 * (2 * band + 32) and image.shape[1] >= 3 * 32
     for top in (0, band, 2 * band, 3 * band + 32, 4 * band + 32):  # heading; titles; a name; its PSNR-Y; the next
         assert image[top:top + band].min() < 128, "a caption band without text"
+    # the two PSNR-Y captions under 32 px crops, wider than them, stand apart: two runs of text
+    inked = image[3 * band + 32:4 * band + 32].min(axis=(0, 2)) < 128
+    runs = [x for x in range(len(inked)) if inked[x] and not inked[max(0, x - 10):x].any()]  # after 10 px of white
+    assert len(runs) == 2, f"captions starting at {runs}"
 
 
 def test_incomplete_benchmark_folder_is_an_error(tmp_path, paired_folder):

@@ -369,7 +369,14 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
     names = [row[header.index("Experiment")] for row in experiments[:2]]
     run("dvc", "plots", "diff", *names, "-o", "plots_diff")
     page = (root / "plots_diff" / "index.html").read_text()
-    assert all(name in page for name in names) and "eval_samples.png" in page and "val_psnr_y" in page
+    assert all(name in page for name in names) and "val_psnr_y" in page
+    # docs/experiments.md's crops-only page: each run's figure, under its name, as a file beside the page
+    run("dvc", "plots", "diff", *names, "--targets", "metrics/eval_samples.png", "-o", "crops")
+    page = (root / "crops" / "index.html").read_text()
+    figures = [root / "crops" / "static" / f"{name}_metrics_eval_samples.png" for name in names]
+    assert all(f'<p>{name}</p>' in page and f'<img src="static/{figure.name}">' in page
+               for name, figure in zip(names, figures)) and "val_psnr_y" not in page, page
+    assert figures[0].read_bytes() != figures[1].read_bytes()  # two runs, two sets of crops
     run("dvc", "exp", "branch", best, "best-lr")
     assert "best-lr" in run("git", "branch")
     run("dvc", "exp", "apply", best)  # its outputs from the cache, after the gc above
