@@ -276,7 +276,7 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                      f"(Y {row['val_psnr_y']:.3f} dB)" if validated else "not validated", row["seconds"])
         if last:
             if is_main and steps < schedule.nominal_steps:
-                log.info("stopping after epoch %d of %d (step %d of its %d): %.1f of %g minutes spent", epoch,
+                log.info("stopping after epoch %d of %d (%d of its %d steps): %.1f of %g minutes spent", epoch,
                          cfg.epochs, taken, steps_per_epoch, elapsed / 60, cfg.time_limit_minutes)
             break
     batcher.close()
