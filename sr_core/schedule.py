@@ -51,7 +51,8 @@ class Schedule:
         if step < warmup:
             return (step + 1) / warmup
         if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+            progress = (step - warmup) / max(1, total - warmup)  # < 1 at every planned step
+            return 0.5 * (1 + math.cos(math.pi * progress))
         if cfg.schedule == "step":
             nominal_step = step * self.nominal_steps // total
             return cfg.step_gamma ** (nominal_step // (cfg.step_epochs * self.steps_per_epoch))
