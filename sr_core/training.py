@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -108,6 +109,36 @@ def load_init_weights(model: SRResNet, path: str) -> None:
     model.load_state_dict(init.state_dict())
 
 
+@dataclass
+class Run:
+    """What the epochs of one training run share, in one process (rank)."""
+    params: Params
+    rank: int
+    world_size: int
+    device: torch.device
+    precision: str  # of the training steps, resolved
+    val_precision: str
+    record: dict  # what the run computes with, as recorded: precision, TF32, deterministic algorithms, the GPU
+    run_id: str  # the fingerprint a resume state must carry
+    init_sha256: str | None
+    model: SRResNet
+    ema: WeightAverage | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: Schedule
+    steps_per_epoch: int
+    sources: str | None  # rank 0's: see sources_stamp
+    read: dict  # rank 0's: the pairs' files as read, to tell a change at the end
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    first_epoch: int = 1
+    elapsed: float = 0.0  # seconds of this run, across resumes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
 def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_path: str | Path,
           history_path: str | Path, state_path: str | Path, decode_cache_dir: str | Path, pixels: str = "") -> dict | None:
     """Trains SRResNet, writing the best checkpoint, the per-epoch history and the resume state.
@@ -119,17 +150,62 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
     cfg = params.train
     if not train_pairs or not val_pairs:
         raise ValueError(f"training needs train and val pairs; got {len(train_pairs)} and {len(val_pairs)}")
+    run = start_run(params, train_pairs, val_pairs)
+    state = read_resume_state(run, state_path, pixels, len(train_pairs))
+    if state is not None and run.is_main:  # DVC removed these outputs before the stage ran; the state holds them
+        write_csv(history_path, state["history"])
+        save_best(model_path, params, state["best"])
+    if state is not None and state["finished"]:
+        if run.world_size > 1:
+            dist.destroy_process_group()
+        return summary(run, state["history"], state["best"], state["run"]) if run.is_main else None
+    store, val_batches = decode_data(params, train_pairs, val_pairs if run.is_main else [], decode_cache_dir,
+                                     run.device, run.model, cfg.batch_size // run.world_size, run.precision,
+                                     log_choice=run.is_main)
+    batcher = PatchBatcher(store, cfg.patch_size, cfg.augment, run.device, seed=cfg.seed + run.rank,
+                           batch_size=cfg.batch_size // run.world_size)
+    if state is not None:
+        resume(run, state, batcher, state_path)
+    step_model = DistributedDataParallel(run.model) if run.world_size > 1 else run.model
+    if cfg.compile != "eager":
+        step_model = torch.compile(step_model, mode=cfg.compile)
+    if run.is_main:
+        log.info("training %d parameters on %d x %s: %d train / %d val pairs, %d steps per epoch of %d",
+                 sum(p.numel() for p in run.model.parameters()), run.world_size, run.device, len(train_pairs),
+                 len(val_pairs), run.steps_per_epoch, cfg.batch_size)
+    run.schedule.plan(run.elapsed, (run.first_epoch - 1) * run.steps_per_epoch, at_least=1)  # resumed: its pace so far
+    for epoch in range(run.first_epoch, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        loss_sum, taken = train_epoch(run, step_model, batcher, epoch, epoch_start)
+        if end_epoch(run, epoch, epoch_start, loss_sum, taken, batcher, val_batches, model_path, history_path,
+                     state_path, pixels):
+            break
+    batcher.close()
+    store.close()
+    if run.world_size > 1:
+        dist.destroy_process_group()
+    changed = changes(run.read, file_states(pair_files(train_pairs + val_pairs))) if run.is_main else ""
+    if changed:  # DVC hashes the data when the stage ends: it would record pixels this model never saw
+        raise ValueError(f"the training pairs changed while training ran ({changed}): the model is of them as they "
+                         f"were, so the stage fails and DVC records nothing; run dvc repro again to split and train "
+                         f"on them as they are now")
+    return summary(run, run.history, run.best, run.record) if run.is_main else None
+
+
+def start_run(params: Params, train_pairs: list[Pair], val_pairs: list[Pair]) -> Run:
+    """The processes, the precision, the model (from train.init_from's weights or random ones, the
+    same on every rank), its optimizer and the schedule: everything a run needs but the data."""
+    cfg = params.train
     rank, world_size, device = start_processes(cfg.device)
     if cfg.batch_size % world_size:
         raise ValueError(f"train.batch_size ({cfg.batch_size}) must divide over {world_size} processes")
-    is_main = rank == 0
     precision, why = resolve_precision(cfg.precision, device)
     val_precision, val_why = resolve_precision(params.inference.precision, device)
-    run = {"precision": precision, **set_backends(device, cfg.tf32, cfg.deterministic),
-           "gpu": card(device) if device.type == "cuda" else None}  # what this run computes with, as recorded
-    if is_main:
+    record = {"precision": precision, **set_backends(device, cfg.tf32, cfg.deterministic),
+              "gpu": card(device) if device.type == "cuda" else None}
+    if rank == 0:
         log.info("training in %s (%s); validation in %s%s; TF32 %s; deterministic algorithms %s", precision, why,
-                 val_precision, "" if val_why == why else f" ({val_why})", "on" if run["tf32"] else "off",
+                 val_precision, "" if val_why == why else f" ({val_why})", "on" if record["tf32"] else "off",
                  "only" if cfg.deterministic else "not asked for")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = SRResNet(params.model)
@@ -141,155 +217,142 @@ def train(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], model_
                          f"{', '.join(fingerprints)}): every machine needs the same params.yaml, split and data")
     if cfg.init_from:
         load_init_weights(model, cfg.init_from)
-        if is_main:
+        if rank == 0:
             log.info("starting from the weights of train.init_from %s (SHA-256 %s...), not from random ones",
                      cfg.init_from, init_sha256[:12])
     model = model.to(device)
-    cuda = device.type == "cuda"
-    if cuda:
+    if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=True)  # one kernel for all weights, not ~10 a tensor
-    scaler = grad_scaler(device, precision)
     steps_per_epoch = max(1, len(train_pairs) * cfg.patches_per_image // cfg.batch_size)
-    budget = 60 * cfg.time_limit_minutes
-    schedule = Schedule(cfg, steps_per_epoch, budget)
+    return Run(params=params, rank=rank, world_size=world_size, device=device, precision=precision,
+               val_precision=val_precision, record=record, run_id=run_id, init_sha256=init_sha256, model=model,
+               ema=WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None,
+               optimizer=torch.optim.Adam(model.parameters(), lr=params.lr, fused=True),  # one kernel for all weights
+               scaler=grad_scaler(device, precision),
+               schedule=Schedule(cfg, steps_per_epoch, 60 * cfg.time_limit_minutes), steps_per_epoch=steps_per_epoch,
+               sources=sources_stamp(train_pairs + val_pairs) if rank == 0 else None,
+               read=file_states(pair_files(train_pairs + val_pairs)) if rank == 0 else {})
+
+
+def read_resume_state(run: Run, state_path: str | Path, pixels: str, num_images: int) -> dict | None:
+    """Rank 0's resume state of this run, if there is one it can apply, on every rank."""
+    usable = functools.partial(check_resume_state, model=run.model, optimizer=run.optimizer, scaler=run.scaler,
+                               ema=run.ema, world_size=run.world_size, num_images=num_images)
+    state = (load_train_state(state_path, run.run_id, run.params.train.epochs, run.sources, pixels, usable)
+             if run.is_main else None)
+    return from_rank0(state, run.world_size)
+
+
+def resume(run: Run, state: dict, batcher: PatchBatcher, state_path: str | Path) -> None:
+    """The run as it was after the state's epoch: weights, optimizer, loss scale, EMA, random draws, record."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if state["run"]["precision"] != run.precision:
+        log.warning("%s was trained in %s, and this device trains in %s: the run goes on in %s", state_path,
+                    state["run"]["precision"], run.precision, run.precision)
+    elif state["scaler"]:
+        run.scaler.load_state_dict(state["scaler"])
+    run.elapsed = state["elapsed"]
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    batcher.set_state(state["batches"][run.rank])
+    torch.set_rng_state(state["torch_rng"])
+    run.history, run.best, run.first_epoch = state["history"], state["best"], state["epoch"] + 1
+    log.info("resuming after epoch %d of %d from %s", state["epoch"], run.params.train.epochs, state_path)
+
+
+def train_epoch(run: Run, step_model: torch.nn.Module, batcher: PatchBatcher, epoch: int,
+                epoch_start: float) -> tuple[torch.Tensor, int]:
+    """The epoch's training steps, all of them unless the schedule ends the run inside it; returns
+    the summed loss (on the device: no host sync per step) and the number of steps taken."""
+    cfg, steps_per_epoch, device = run.params.train, run.steps_per_epoch, run.device
     loss_fn = LOSSES[cfg.loss]
-    local_batch = cfg.batch_size // world_size
-    sources = sources_stamp(train_pairs + val_pairs) if is_main else None
-    read = file_states(pair_files(train_pairs + val_pairs)) if is_main else {}
-    usable = functools.partial(check_resume_state, model=model, optimizer=optimizer, scaler=scaler, ema=ema,
-                               world_size=world_size, num_images=len(train_pairs))
-    state = from_rank0(load_train_state(state_path, run_id, cfg.epochs, sources, pixels, usable) if is_main else None,
-                       world_size)
-    if state is not None and is_main:  # DVC removed these outputs before the stage ran; the state holds them
-        write_csv(history_path, state["history"])
-        save_best(model_path, params, state["best"])
-    if state is not None and state["finished"]:
-        if world_size > 1:
-            dist.destroy_process_group()
-        return summary(params, state["history"], state["best"], steps_per_epoch, init_sha256, model,
-                       world_size, device, state["run"]) if is_main else None
-    store, val_batches = decode_data(params, train_pairs, val_pairs if is_main else [], decode_cache_dir, device,
-                                     model, local_batch, precision, log_choice=is_main)
-    batcher = PatchBatcher(store, cfg.patch_size, cfg.augment, device, seed=cfg.seed + rank, batch_size=local_batch)
-
-    history, best, first_epoch, elapsed = [], None, 1, 0.0  # elapsed: seconds of this run, across resumes
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state["run"]["precision"] != precision:
-            log.warning("%s was trained in %s, and this device trains in %s: the run goes on in %s", state_path,
-                        state["run"]["precision"], precision, precision)
-        elif state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        elapsed = state["elapsed"]
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        batcher.set_state(state["batches"][rank])
-        torch.set_rng_state(state["torch_rng"])
-        history, best, first_epoch = state["history"], state["best"], state["epoch"] + 1
-        log.info("resuming after epoch %d of %d from %s", state["epoch"], cfg.epochs, state_path)
-    step_model = DistributedDataParallel(model) if world_size > 1 else model
-    if cfg.compile != "eager":
-        step_model = torch.compile(step_model, mode=cfg.compile)
-    if is_main:
-        log.info("training %d parameters on %d x %s: %d train / %d val pairs, %d steps per epoch of %d",
-                 sum(p.numel() for p in model.parameters()), world_size, device, len(train_pairs),
-                 len(val_pairs), steps_per_epoch, cfg.batch_size)
-
-    schedule.plan(elapsed, (first_epoch - 1) * steps_per_epoch, at_least=1)  # a resumed run: at its pace so far
-    report_every = PROGRESS_SECONDS if is_main and not sys.stderr.isatty() else math.inf  # tqdm's bar is off there
-    for epoch in range(first_epoch, cfg.epochs + 1):
-        epoch_start = last_report = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no host sync per step
-        taken = 0  # steps of this epoch: all of them unless the budget ends the run inside it
-        for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
-                      leave=False, disable=None if is_main else True):  # None: off when not on a terminal
-            step = (epoch - 1) * steps_per_epoch + i
-            if schedule.ends_before(step):
-                break
-            if time.perf_counter() - last_report >= report_every:
-                last_report = time.perf_counter()
-                log.info(progress_line(epoch, cfg.epochs, i, steps_per_epoch, last_report - epoch_start,
-                                       loss_sum.item() / max(i, 1), elapsed, budget))
-            if budget and epoch == 1 and i in (1, 1 + PACE_STEPS):  # the pace of the first steps, after the first
-                if cuda:
-                    torch.cuda.synchronize(device)
-                if i == 1:
-                    pace_start = time.perf_counter()
-                else:
-                    now = time.perf_counter()
-                    schedule.plan(agreed(now - epoch_start, world_size, device), step,
-                                  agreed((now - pace_start) / PACE_STEPS, world_size, device))
-            for group in optimizer.param_groups:
-                group["lr"] = params.lr * schedule.lr_factor(step)
-            if cfg.compile == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
-            loss_sum += training_step(step_model, *batcher.sample(), loss_fn, optimizer, scaler, precision)
-            if ema is not None:
-                ema.update()
-            taken += 1
-        if cuda:
-            torch.cuda.synchronize(device)
-        steps_per_second = taken / (time.perf_counter() - epoch_start)  # without validation
-        if world_size > 1:
-            dist.all_reduce(loss_sum)
-        steps = (epoch - 1) * steps_per_epoch + taken
-        # planned before validation, so that the last epoch is validated
-        schedule.plan(elapsed + agreed(time.perf_counter() - epoch_start, world_size, device), steps)
-        last = schedule.ends_before(steps)
-        batcher_states = from_every_rank(batcher.state(), world_size)  # a collective: every rank joins
-        if is_main:
-            eval_model = ema.module if ema is not None else model
-            validated = epoch % cfg.val_every == 0 or last
-            val = validate(eval_model, val_batches, params.inference.tile, val_precision) if validated else {}
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum.item() / taken / world_size,
-                "val_loss": val.get("mae" if cfg.loss == "l1" else "mse"),  # None (blank) when not validated
-                "val_psnr_rgb": val.get("psnr_rgb"),
-                "val_psnr_y": val.get("psnr_y"),
-                "val_competition_score": val.get("competition_score"),  # the SRGD competition's (metrics.py)
-                "lr": optimizer.param_groups[0]["lr"],  # of the epoch's last step
-                "steps": taken,
-                "steps_per_second": steps_per_second,  # a run slowed by another process shows here
-                "seconds": time.perf_counter() - epoch_start,
-            }
-            history.append(row)
-            write_csv(history_path, history)
-            if validated and (best is None or row["val_psnr_rgb"] > best["val_psnr_rgb"]):
-                best = {**row, "state_dict": copy_state(eval_model), "run": run}
-                save_best(model_path, params, best)
-        epoch_seconds = agreed(time.perf_counter() - epoch_start, world_size, device)
-        elapsed += epoch_seconds
-        if is_main:
-            save_train_state(state_path, {
-                "fingerprint": run_id, "sources": sources, "pixels": pixels, "epoch": epoch, "finished": last, "elapsed": elapsed,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {}, "torch_rng": torch.get_rng_state(),
-                "scaler": scaler.state_dict(), "run": run, "batches": batcher_states, "history": history, "best": best,
-            })
-            log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
-                     f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
-                     f"(Y {row['val_psnr_y']:.3f} dB)" if validated else "not validated", row["seconds"])
-        if last:
-            if is_main and steps < schedule.nominal_steps:
-                log.info("stopping after epoch %d of %d (%d of its %d steps): %.1f of %g minutes spent", epoch,
-                         cfg.epochs, taken, steps_per_epoch, elapsed / 60, cfg.time_limit_minutes)
+    report_every = PROGRESS_SECONDS if run.is_main and not sys.stderr.isatty() else math.inf  # tqdm's bar is off there
+    last_report = epoch_start
+    run.model.train()
+    loss_sum, taken = torch.zeros((), device=device), 0
+    for i in tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                  leave=False, disable=None if run.is_main else True):  # None: off when not on a terminal
+        step = (epoch - 1) * steps_per_epoch + i
+        if run.schedule.ends_before(step):
             break
-    batcher.close()
-    store.close()
-    if world_size > 1:
-        dist.destroy_process_group()
-    changed = changes(read, file_states(pair_files(train_pairs + val_pairs))) if is_main else ""
-    if changed:  # DVC hashes the data when the stage ends: it would record pixels this model never saw
-        raise ValueError(f"the training pairs changed while training ran ({changed}): the model is of them as they "
-                         f"were, so the stage fails and DVC records nothing; run dvc repro again to split and train "
-                         f"on them as they are now")
-    return summary(params, history, best, steps_per_epoch, init_sha256, model, world_size,
-                   device, run) if is_main else None
+        if time.perf_counter() - last_report >= report_every:
+            last_report = time.perf_counter()
+            log.info(progress_line(epoch, cfg.epochs, i, steps_per_epoch, last_report - epoch_start,
+                                   loss_sum.item() / max(i, 1), run.elapsed, run.schedule.budget))
+        if run.schedule.budget and epoch == 1 and i in (1, 1 + PACE_STEPS):  # the first steps' pace, after the first
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i == 1:
+                pace_start = time.perf_counter()
+            else:
+                now = time.perf_counter()
+                run.schedule.plan(agreed(now - epoch_start, run.world_size, device), step,
+                                  agreed((now - pace_start) / PACE_STEPS, run.world_size, device))
+        for group in run.optimizer.param_groups:
+            group["lr"] = run.params.lr * run.schedule.lr_factor(step)
+        if cfg.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
+        loss_sum += training_step(step_model, *batcher.sample(), loss_fn, run.optimizer, run.scaler, run.precision)
+        if run.ema is not None:
+            run.ema.update()
+        taken += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return loss_sum, taken
+
+
+def end_epoch(run: Run, epoch: int, epoch_start: float, loss_sum: torch.Tensor, taken: int, batcher: PatchBatcher,
+              val_batches: ImageBatches | None, model_path: str | Path, history_path: str | Path,
+              state_path: str | Path, pixels: str) -> bool:
+    """After an epoch's steps: plan the rest, validate (every `val_every` epochs and after the last),
+    append the history row, keep the best, write the resume state. Returns whether it was the last."""
+    cfg, params = run.params.train, run.params
+    steps_per_second = taken / (time.perf_counter() - epoch_start)  # without validation
+    if run.world_size > 1:
+        dist.all_reduce(loss_sum)
+    steps = (epoch - 1) * run.steps_per_epoch + taken
+    # planned before validation, so that the last epoch is validated
+    run.schedule.plan(run.elapsed + agreed(time.perf_counter() - epoch_start, run.world_size, run.device), steps)
+    last = run.schedule.ends_before(steps)
+    batcher_states = from_every_rank(batcher.state(), run.world_size)  # a collective: every rank joins
+    if run.is_main:
+        eval_model = run.ema.module if run.ema is not None else run.model
+        validated = epoch % cfg.val_every == 0 or last
+        val = validate(eval_model, val_batches, params.inference.tile, run.val_precision) if validated else {}
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / taken / run.world_size,
+            "val_loss": val.get("mae" if cfg.loss == "l1" else "mse"),  # None (blank) when not validated
+            "val_psnr_rgb": val.get("psnr_rgb"),
+            "val_psnr_y": val.get("psnr_y"),
+            "val_competition_score": val.get("competition_score"),  # the SRGD competition's (metrics.py)
+            "lr": run.optimizer.param_groups[0]["lr"],  # of the epoch's last step
+            "steps": taken,
+            "steps_per_second": steps_per_second,  # a run slowed by another process shows here
+            "seconds": time.perf_counter() - epoch_start,
+        }
+        run.history.append(row)
+        write_csv(history_path, run.history)
+        if validated and (run.best is None or row["val_psnr_rgb"] > run.best["val_psnr_rgb"]):
+            run.best = {**row, "state_dict": copy_state(eval_model), "run": run.record}
+            save_best(model_path, params, run.best)
+    run.elapsed += agreed(time.perf_counter() - epoch_start, run.world_size, run.device)
+    if run.is_main:
+        save_train_state(state_path, {
+            "fingerprint": run.run_id, "sources": run.sources, "pixels": pixels, "epoch": epoch, "finished": last,
+            "elapsed": run.elapsed, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else {}, "torch_rng": torch.get_rng_state(),
+            "scaler": run.scaler.state_dict(), "run": run.record, "batches": batcher_states, "history": run.history,
+            "best": run.best,
+        })
+        log.info("epoch %d/%d: train loss %.5f, %s, %.1f s", epoch, cfg.epochs, row["train_loss"],
+                 f"val loss {row['val_loss']:.5f}, val PSNR {row['val_psnr_rgb']:.3f} dB "
+                 f"(Y {row['val_psnr_y']:.3f} dB)" if validated else "not validated", row["seconds"])
+        if last and steps < run.schedule.nominal_steps:
+            log.info("stopping after epoch %d of %d (%d of its %d steps): %.1f of %g minutes spent", epoch,
+                     cfg.epochs, taken, run.steps_per_epoch, run.elapsed / 60, cfg.time_limit_minutes)
+    return last
 
 
 def check_resume_state(state: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -343,10 +406,10 @@ def progress_line(epoch: int, epochs: int, step: int, steps_per_epoch: int, epoc
             f"{eta} left")
 
 
-def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: int, init_sha256: str | None,
-            model: SRResNet, world_size: int, device: torch.device, run: dict) -> dict:
-    """The run's figures for the train stage's metrics file, with what it computed with (`run`:
+def summary(run: Run, history: list[dict], best: dict, record: dict) -> dict:
+    """The run's figures for the train stage's metrics file, with what it computed with (`record`:
     precision, TF32, deterministic algorithms, the GPU)."""
+    params = run.params
     steps = sum(row["steps"] for row in history)
     return {
         "best_epoch": best["epoch"],
@@ -354,15 +417,15 @@ def summary(params: Params, history: list[dict], best: dict, steps_per_epoch: in
         "best_val_psnr_y": best["val_psnr_y"],
         "epochs": len(history),
         "nominal_epochs": params.train.epochs,
-        "stopped_by": "epochs" if steps == params.train.epochs * steps_per_epoch else "time limit",
+        "stopped_by": "epochs" if steps == run.schedule.nominal_steps else "time limit",
         "time_limit_minutes": params.train.time_limit_minutes,
         "steps": steps,
         "steps_per_second": steps / sum(row["steps"] / row["steps_per_second"] for row in history),  # all epochs
         "init_from": params.train.init_from or None,
-        "init_from_sha256": init_sha256,
-        "num_params": sum(p.numel() for p in model.parameters()),
-        "device": f"{world_size} x {device.type}",
-        **run,
+        "init_from_sha256": run.init_sha256,
+        "num_params": sum(p.numel() for p in run.model.parameters()),
+        "device": f"{run.world_size} x {run.device.type}",
+        **record,
         "train_seconds": sum(row["seconds"] for row in history),
     }
 
