@@ -30,8 +30,9 @@ from torch.profiler import ProfilerActivity, profile
 from sr_core.cli import argument_parser
 from sr_core.files import write_bytes
 from sr_core.model import ModelConfig
-from sr_core.patches import ImageStore, PatchBatcher, StripStore, strips
 from sr_core.preset import read_preset
+from sr_core.sampler import PatchBatcher
+from sr_core.stores import ImageStore, StripStore, strips
 from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, time_steps  # this folder is on the path
 
 SCALE = 4

@@ -45,7 +45,6 @@ import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the tables stay readable
 
-import dataclasses
 import json
 import platform
 import shutil
@@ -67,8 +66,7 @@ from batch_path import GPU_SETTING as GPU_MODEL, random_pairs, training_steps  #
 from real_scale import synthesize
 from resources import step_bytes
 from step_overhead import Step
-from sr_core.batches import ImageBatches, decode_pairs
-from sr_core.benchmark import load_sets
+from sr_core.evaluation import load_sets
 from sr_core.checkpoint import load_model
 from sr_core.cli import argument_parser
 from sr_core.config import InferenceConfig, ModelConfig, Params, TrainConfig, read_params
@@ -80,10 +78,12 @@ from sr_core.images import bicubic_downscale, write_png
 from sr_core.inference import upscale_files
 from sr_core.metrics import min_scored_side
 from sr_core.model import SRResNet
-from sr_core.patches import ImageStore, PatchBatcher
 from sr_core.preset import read_preset, set_values
+from sr_core.sampler import PatchBatcher
+from sr_core.stores import ImageStore, decode_pairs
 from sr_core.submission import write_submission
 from sr_core.training import step_memory, train, validate
+from sr_core.validation import ImageBatches
 from train_throughput import FLOP_PER_HR_PIXEL, bf16_peak, engine, make_pairs, reference_loop, time_steps
 
 SCALE = 4
@@ -106,7 +106,7 @@ def sizes(smoke: bool) -> dict:
     if smoke:
         return dict(width=192, height=108, pairs=8, steps=1, patch_batch=8, patch=32, val_images=2, test_images=2,
                     model=ModelConfig(num_blocks=1, num_features=8),
-                    general_model=dataclasses.replace(GPU_MODEL, num_blocks=1, num_features=8),
+                    general_model=GPU_MODEL.model_copy(update=dict(num_blocks=1, num_features=8)),
                     batch_size=4, patches_per_image=2, val_every=2,
                     minutes={"train_stage": 0.3, "throughput": 0.5, "host_overhead": 0.3, "step_memory": 0.3,
                              "batch_path": 0.3, "real_scale": 0.3, "general": 0.1, "precision": 0.3,
@@ -380,7 +380,7 @@ def general(device: torch.device, size: dict, data: Path, out: Path, minutes: fl
                          patches_per_image=size["patches_per_image"], schedule=GPU_TRAIN["schedule"],
                          warmup_epochs=GPU_TRAIN["warmup_epochs"],
                          val_every=size["val_every"], time_limit_minutes=minutes, device=device.type)
-    model = dataclasses.replace(size["general_model"], bicubic_residual=residual)
+    model = size["general_model"].model_copy(update=dict(bicubic_residual=residual))
     params = Params(lr=GPU_TRAIN["lr"], model=model, train=config)
     folder = out / "general"
     summary = train(params, [by_name[n] for n in train_names], [by_name[n] for n in val_names], folder / "best.pt",

@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sr_core.batches import decode_pairs
 from sr_core.checkpoint import save_checkpoint
 from sr_core.cli import argument_parser
 from sr_core.data import Pair, load_pair
@@ -48,6 +47,7 @@ from sr_core.inference import upscale_stream
 from sr_core.metrics import batch_metrics, image_metrics
 from sr_core.model import ModelConfig, SRResNet, receptive_radius
 from sr_core.parallel import num_workers, ordered_map
+from sr_core.stores import decode_pairs
 from sr_core.submission import write_submission
 from sr_core.training import training_step
 from train_throughput import time_steps  # this folder is on the path when a script here runs
@@ -155,7 +155,7 @@ print(status_bytes("VmHWM") - start)
 
 
 COMMAND_PROBE = PEAK_PROBE + """
-from sr_core.upscale import main
+from sr_core.commands.upscale import main
 checkpoint, warm_up, image, out = sys.argv[1:5]
 main([checkpoint, warm_up, "--out", out, "--tile", "300", "--workers", "1"])
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak RSS: count only what follows

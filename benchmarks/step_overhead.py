@@ -35,7 +35,8 @@ from batch_path import GPU_SETTING  # this folder is on the path when a script h
 from sr_core.cli import argument_parser
 from sr_core.device import autocast, grad_scaler
 from sr_core.model import ResidualBlock, SRResNet
-from sr_core.patches import ImageStore, PatchBatcher
+from sr_core.sampler import PatchBatcher
+from sr_core.stores import ImageStore
 from sr_core.training import WeightAverage, training_step
 
 SCALE = 4

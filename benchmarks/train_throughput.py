@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from sr_core.batches import decode_pairs
 from sr_core.cli import argument_parser
 from sr_core.config import COMPILE_MODES
 from sr_core.data import Pair
 from sr_core.device import grad_scaler, resolve_precision, set_backends
 from sr_core.images import bicubic_downscale
 from sr_core.model import ModelConfig, SRResNet
-from sr_core.patches import ImageStore, PatchBatcher
+from sr_core.sampler import PatchBatcher
+from sr_core.stores import ImageStore, decode_pairs
 from sr_core.training import training_step
 
 FLOP_PER_HR_PIXEL = 0.83e6  # SRResNet-16x64, forward + backward, per HR pixel per step

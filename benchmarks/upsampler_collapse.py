@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_core.patches import ImageStore, PatchBatcher
 from sr_core.cli import argument_parser
 from sr_core.config import ModelConfig, TrainConfig
 from sr_core.data import list_folder
 from sr_core.model import SRResNet
+from sr_core.sampler import PatchBatcher
 from sr_core.schedule import Schedule
+from sr_core.stores import ImageStore
 
 REPORTED = (1, 5, 10, 20, 40, 100, 200, 400, 600, 1000)
 
@@ -78,7 +79,7 @@ def main() -> None:
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * schedule.lr_factor(step - 1)
+            group["lr"] = args.lr * schedule.learning_rate_factor(step - 1)
         model.train()
         lr_img, hr_img = batcher.sample()
         loss = F.l1_loss(model(lr_img), hr_img)

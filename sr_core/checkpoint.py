@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from sr_core.config import (ModelConfig, Params, build, describe_differences, param_differences, stage_params,
-                             to_dict)
+from sr_core.config import ModelConfig, Params, build
 from sr_core.files import write_bytes
 from sr_core.model import SRResNet
 from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel, load_onnx
+from sr_core.param_changes import describe_differences, param_differences, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _save(path: str | Path, content: dict) -> None:
 
 def save_checkpoint(path: str | Path, model: SRResNet, **info: Any) -> None:
     """Writes the model's weights, its config and any plain `info` (epoch, metrics, params)."""
-    _save(path, {"model_config": to_dict(model.config), "state_dict": model.state_dict(), **info})
+    _save(path, {"model_config": model.config.model_dump(), "state_dict": model.state_dict(), **info})
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -78,7 +78,7 @@ def read_safetensors(path: str | Path) -> tuple[dict, dict]:
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path}: not a safetensors file, or damaged ({error})") from error
     if MODEL_CONFIG_KEY not in metadata:
-        raise ValueError(f"{path}: no {MODEL_CONFIG_KEY!r} in its metadata, so not a model python -m sr_core.export "
+        raise ValueError(f"{path}: no {MODEL_CONFIG_KEY!r} in its metadata, so not a model sr-export "
                          f"wrote; its tensors alone do not say which network they fit")
     try:
         return json.loads(metadata[MODEL_CONFIG_KEY]), state_dict
@@ -103,7 +103,7 @@ def build_model(path: str | Path, config: dict, state_dict: dict) -> SRResNet:
         model.load_state_dict(state_dict)
     except (RuntimeError, TypeError, AttributeError) as error:
         first = str(error).splitlines()[1:2] or [str(error)]
-        raise ValueError(f"{path}: the weights do not fit its model_config {to_dict(model.config)} "
+        raise ValueError(f"{path}: the weights do not fit its model_config {model.config.model_dump()} "
                          f"({first[0].strip()})") from error
     return model.eval()
 
@@ -228,7 +228,7 @@ def require_trained_with(path: str | Path, params: Params) -> None:
     stored = load_checkpoint(path).get("params")
     if stored is None:
         raise ValueError(f"{path}: holds no training params, so it is not the train stage's model")
-    differences = param_differences(stored, to_dict(params), stage_params("train"))
+    differences = param_differences(stored, params.model_dump(), stage_params("train"))
     if differences:
         raise ValueError(f"{path} was trained with other params than params.yaml's "
                          f"({describe_differences(differences, 'there', 'in params.yaml')}): run dvc repro to "

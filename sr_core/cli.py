@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sr_core.config import Params, describe_differences, load_params, param_differences, stage_params, to_dict
+from sr_core.config import Params, load_params
 from sr_core.files import size_text
+from sr_core.param_changes import describe_differences, param_differences, stage_params
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -21,7 +22,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def argument_parser(description: str, prog: str) -> argparse.ArgumentParser:
-    """The parser every command uses: `prog` as the user types it (`python -m sr_core.upscale`), so
+    """The parser every command uses: `prog` as the user types it (`sr-upscale`), so
     usage lines and errors name the command that was run, and defaults shown in `--help`."""
     return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
 
@@ -81,7 +82,7 @@ def run_stage(stage: Callable[[Params], object], script: str) -> None:
     def checked() -> None:
         params = load_params()
         stage(params)
-        differences = param_differences(to_dict(params), to_dict(load_params()), stage_params(name))
+        differences = param_differences(params.model_dump(), load_params().model_dump(), stage_params(name))
         if differences:
             changes = describe_differences(differences, "at its start", "now")
             raise ValueError(f"params.yaml changed while stage {name} ran ({changes}), so it fails and DVC records "

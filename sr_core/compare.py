@@ -1,17 +1,5 @@
-"""Which images a change helped or hurt: the per-image metrics of two runs, joined.
-
-    python -m sr_core.compare                          # the last commit (HEAD) against the workspace
-    python -m sr_core.compare main lr-2e-4 --top 6     # any two git revisions or experiment names
-    python -m sr_core.compare main lr-2e-4 --crops     # and a figure of the images that changed most
-
-Reads each run's per-image file (`paths.eval_images`, written by the evaluate stage) from git or
-DVC (`dvc.api`; it is kept in git, so no remote and no model is needed), joins them by set and
-image name with pandas, and prints, per set, the mean change of each measure (the same as `dvc
-metrics diff` on the per-set means) and how many images got better or worse in PSNR-Y, then the
-images that changed most. It writes the joined table and the per-set table; with `--crops`, also
-a figure of the most changed images' centre crops, A | B | HR, each with its PSNR-Y, made by
-running both runs' models (read from the workspace, git or the DVC cache).
-"""
+"""Which images a change helped or hurt: the per-image metrics of two runs (git revisions or
+experiments), joined by set and image with pandas; the figure of the images that changed most."""
 
 import io
 import tempfile
@@ -24,22 +12,33 @@ from dvc.scm import RevError
 import torch
 
 from sr_core.checkpoint import load_model
-from sr_core.cli import argument_parser, run
-from sr_core.config import Params, build, in_current_keys, load_params
+from sr_core.config import Params, build, load_params
 from sr_core.data import Pair, list_folder, named_pairs
 from sr_core.evaluation import MEASURES, figure, sample_crops
 from sr_core.files import atomic_write, write_bytes
 from sr_core.images import write_png
-from sr_core.device import pick_device
 from sr_core.inference import upscale
 
 WORKSPACE = "workspace"  # the name of the working tree as a run
 
 
+def in_current_keys(values: dict) -> dict:
+    """Params of an earlier version of the project in today's keys: `train.bf16` and `inference.bf16`
+    (true: bf16 where the GPU has it, else fp32) became `precision` (auto; false: fp32), and
+    `train.compile` (a boolean) a mode (eager; true: default)."""
+    values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    for section in ("train", "inference"):
+        if "bf16" in values.get(section, {}):
+            values[section]["precision"] = "auto" if values[section].pop("bf16") is True else "fp32"
+    if isinstance(values.get("train", {}).get("compile"), bool):
+        values["train"]["compile"] = "default" if values["train"]["compile"] else "eager"
+    return values
+
+
 def run_params(rev: str) -> Params:
     """The params of a run: params.yaml at `rev` (a git revision or experiment name), or the workspace's.
     A key that a run's params.yaml predates takes its default, and keys renamed since are read in
-    today's names (`config.in_current_keys`), so runs from older commits compare too."""
+    today's names (`in_current_keys`), so runs from older commits compare too."""
     if rev == WORKSPACE:
         return load_params()
     try:
@@ -150,28 +149,3 @@ def compare(a: str, b: str, out: Path, top: int, crop: int, device: torch.device
     write_png(out / "crops.png", figure(samples, heading=f"A: {a}   B: {b}   (PSNR-Y of each crop under it)"))
     print(f"\nwrote {out / 'images.csv'}, {out / 'sets.csv'} and {out / 'crops.png'}")
     return sets
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(__doc__, "python -m sr_core.compare")
-    parser.add_argument("a", nargs="?", default="HEAD", help="a git revision or experiment name (dvc exp show lists them)")
-    parser.add_argument("b", nargs="?", default=WORKSPACE, help=f"another, or {WORKSPACE}: the working tree's files")
-    parser.add_argument("--out", type=Path, default=Path("compare"), help="where the tables and the figure go")
-    parser.add_argument("--top", type=int, default=6, help="how many of the most changed images to list and show")
-    parser.add_argument("--crops", action="store_true",
-                        help="also a figure of the most changed images' crops, by running both runs' models (from "
-                             "the workspace, git or the DVC cache)")
-    parser.add_argument("--crop", type=int, default=128, help="HR side of each crop in the figure")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (with --crops)")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    compare(args.a, args.b, args.out, args.top, args.crop, pick_device(args.device) if args.crops else None)
-
-
-def command() -> None:
-    """The command line: errors a user can act on as one line (see `cli.run`)."""
-    run(main)
-
-
-if __name__ == "__main__":
-    command()

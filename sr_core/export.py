@@ -1,7 +1,5 @@
-"""The model for use outside this project: ONNX for any runtime, safetensors for any framework.
-
-    python -m sr_core.export models/best.pt          # models/best.onnx and models/best.safetensors
-    python -m sr_core.export models/best.pt --fp16   # and models/best.fp16.onnx, for GPUs
+"""The model for use outside this project: ONNX for any runtime, safetensors for any framework
+(the export stage and `sr-export`).
 
 - ONNX (opset 18): input `input`, (N, 3, H, W) float in 0..1 (RGB); output `output`, (N, 3,
   scale*H, scale*W), not clamped; N, H and W are dynamic. BatchNorm is folded into the
@@ -21,9 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sr_core.checkpoint import MODEL_HELP, build_model, load_model, read_safetensors
-from sr_core.cli import argument_parser, run
-from sr_core.config import to_dict
+from sr_core.checkpoint import build_model, load_model, read_safetensors
 from sr_core.files import atomic_write
 from sr_core.model import SRResNet
 from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel, load_onnx
@@ -98,7 +94,7 @@ def onnx_bytes(model: SRResNet, dtype: torch.dtype = torch.float32) -> bytes:
     program = torch.onnx.export(network, (example,), dynamo=True, input_names=["input"], output_names=["output"],
                                 dynamic_shapes=(dynamic,), opset_version=OPSET, verbose=False)
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {MODEL_CONFIG_KEY: json.dumps(to_dict(model.config))})
+    onnx.helper.set_model_props(proto, {MODEL_CONFIG_KEY: json.dumps(model.config.model_dump())})
     return proto.SerializeToString()
 
 
@@ -107,7 +103,7 @@ def safetensors_bytes(model: SRResNet) -> bytes:
     from safetensors.torch import save
 
     state_dict = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    return save(state_dict, metadata={MODEL_CONFIG_KEY: json.dumps(to_dict(model.config))})
+    return save(state_dict, metadata={MODEL_CONFIG_KEY: json.dumps(model.config.model_dump())})
 
 
 def export_onnx(model: SRResNet, path: str | Path, fp16: bool = False) -> Agreement:
@@ -135,18 +131,3 @@ def export(model_path: str | Path, onnx_path: str | Path, safetensors_path: str 
     export_safetensors(model, safetensors_path)
     if fp16_path is not None:
         export_onnx(model, fp16_path, fp16=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(__doc__, "python -m sr_core.export")
-    parser.add_argument("model", type=Path, help=MODEL_HELP)
-    parser.add_argument("--out-dir", type=Path, help="where the files go (default: beside the model)")
-    parser.add_argument("--fp16", action="store_true", help="also an fp16 ONNX file, NAME.fp16.onnx, for GPUs")
-    args = parser.parse_args(argv)
-    folder, name = args.out_dir or args.model.parent, args.model.stem
-    export(args.model, folder / f"{name}.onnx", folder / f"{name}.safetensors",
-           folder / f"{name}.fp16.onnx" if args.fp16 else None)
-
-
-if __name__ == "__main__":
-    run(main)

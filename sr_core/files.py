@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written checkpoint or metric.
+"""Atomic file writes: a reader (or a resumed run) never sees a half-written checkpoint or metric;
+and YAML read strictly (params.yaml, presets): a key given twice is an error, not the last one kept.
 
 Each file is written to `.NAME.PID.XXXX.tmp` beside it and renamed over it when complete. A failed
 write removes its temporary file; one left by a killed process is removed by the first write into
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+import yaml
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -120,3 +122,30 @@ def sha256_of(path: str | Path) -> str:
     except OSError as error:
         raise ValueError(f"{path}: cannot read: {error.strerror}") from error
     return digest.hexdigest()
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last silently; DVC refuses such a file)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """The mapping of `what` (params, a preset) a YAML file holds; any other content is an error."""
+    try:
+        with open(path) as f:  # a stream, so YAML's messages name the file and line
+            values = yaml.load(f, Loader=UniqueKeyLoader)
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read {what}: {error}") from error
+    if not isinstance(values, dict) or not values:
+        raise ValueError(f"{path}: expected a mapping of params at the top level, found "
+                         f"{'nothing' if values is None else type(values).__name__ if values else 'an empty one'}")
+    return values

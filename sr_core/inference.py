@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from sr_core.checkpoint import load_model
-from sr_core.config import PRECISIONS, InferenceConfig
+from sr_core.config import PRECISIONS, InferenceConfig, build
 from sr_core.device import autocast, pick_device, resolve_precision, set_tf32
 from sr_core.files import sha256_of, size_text, write_bytes, write_json
 from sr_core.images import (KEPT_WITH_ALPHA, Decoded, ImageError, changes, encode_png, file_states, list_images,
@@ -76,8 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace, **settings: int) -> InferenceConfig:
     """The InferenceConfig of the options `add_arguments` added, plus any other `settings`."""
-    return InferenceConfig(tile=args.tile, precision=args.precision, device=args.device, workers=args.workers,
-                           self_ensemble=args.self_ensemble, **settings)
+    return build(InferenceConfig, dict(tile=args.tile, precision=args.precision, device=args.device,
+                                       workers=args.workers, self_ensemble=args.self_ensemble, **settings), "inference")
 
 
 def configured(model: Model, config: InferenceConfig) -> Model:

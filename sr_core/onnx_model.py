@@ -68,7 +68,7 @@ def check_signature(path: str | Path, session) -> None:
         if arg.type not in INPUT_TYPES:
             raise ValueError(f"{path}: its {kind} {arg.name!r} holds {arg.type}, not float or float16")
     if inputs[0].name != "input":
-        raise ValueError(f"{path}: its input is named {inputs[0].name!r}; exports of python -m sr_core.export "
+        raise ValueError(f"{path}: its input is named {inputs[0].name!r}; exports of sr-export "
                          f"name it 'input'")
 
 
@@ -92,7 +92,7 @@ def load_onnx(path: str | Path, device: torch.device) -> OnnxModel:
     metadata = session.get_modelmeta().custom_metadata_map
     if MODEL_CONFIG_KEY not in metadata:
         raise ValueError(f"{path}: an ONNX model without {MODEL_CONFIG_KEY!r} in its metadata; this project runs "
-                         f"the models python -m sr_core.export writes, whose tiling needs that config")
+                         f"the models sr-export writes, whose tiling needs that config")
     try:
         config = build(ModelConfig, json.loads(metadata[MODEL_CONFIG_KEY]), f"{path}: {MODEL_CONFIG_KEY}")
     except json.JSONDecodeError as error:

@@ -45,7 +45,7 @@ class Schedule:
         warmup = self.cfg.warmup_epochs * self.steps_per_epoch
         return min(warmup, int(MAX_WARMUP_SHARE * self.total_steps)) if self.budget else warmup
 
-    def lr_factor(self, step: int) -> float:
+    def learning_rate_factor(self, step: int) -> float:
         """Multiplier of the base learning rate at `step`, one of the planned steps."""
         cfg, warmup, total = self.cfg, self.warmup_steps, self.total_steps
         if step < warmup:

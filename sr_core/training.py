@@ -31,9 +31,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sr_core.batches import GPU_RESERVE, ImageBatches, decode_pairs, decoded_bytes, residency, validation_bytes
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint, save_train_state
-from sr_core.config import DVC_YAML, Params, TrainConfig, to_dict
+from sr_core.config import Params, TrainConfig
 from sr_core.data import Pair, cache_key, lr_shape, pair_files
 from sr_core.device import autocast, card, grad_scaler, resolve_precision, set_backends
 from sr_core.distributed import agreed, from_every_rank, from_rank0, start_processes
@@ -41,8 +40,11 @@ from sr_core.evaluation import model_metrics
 from sr_core.files import sha256_of, size_text, write_csv
 from sr_core.images import changes, file_states
 from sr_core.model import SRResNet
-from sr_core.patches import ImageStore, PatchBatcher, StripStore
+from sr_core.param_changes import DVC_YAML
+from sr_core.sampler import PatchBatcher
 from sr_core.schedule import PACE_STEPS, Schedule
+from sr_core.stores import GPU_RESERVE, ImageStore, StripStore, decode_pairs, decoded_bytes, residency
+from sr_core.validation import ImageBatches, validation_bytes
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,8 @@ def fingerprint(params: Params, train_pairs: list[Pair], val_pairs: list[Pair], 
     """A hash of every param that shapes training, of the split's names, of the starting weights'
     content (not their file's name) and of the number of processes, each of which draws its own
     patches; a resume state with another one belongs to another run and is not resumed."""
-    train = {k: v for k, v in to_dict(params.train).items() if k not in RUNTIME_KEYS + ("init_from",)}
-    shaping = {"lr": params.lr, "model": to_dict(params.model), "train": train, "data": to_dict(params.data),
+    train = {k: v for k, v in params.train.model_dump().items() if k not in RUNTIME_KEYS + ("init_from",)}
+    shaping = {"lr": params.lr, "model": params.model.model_dump(), "train": train, "data": params.data.model_dump(),
                "split": [[p.name for p in train_pairs], [p.name for p in val_pairs]], "init_from": init_sha256,
                "world_size": world_size, "patch_draws": 2,  # 2: drawn a batch at a time (earlier states differ)
                "schedule": 2}  # 2: a budget planned in steps (earlier states' history has no steps column)
@@ -102,7 +104,7 @@ def load_init_weights(model: SRResNet, path: str) -> None:
     if not isinstance(init, SRResNet):
         raise ValueError(f"train.init_from {path}: an ONNX model's weights are not trainable here; start from "
                          f"the .pt or .safetensors it was exported with")
-    ours, theirs = to_dict(model.config), to_dict(init.config)
+    ours, theirs = model.config.model_dump(), init.config.model_dump()
     differences = [f"{key} {theirs[key]!r} there, {ours[key]!r} in params.model" for key in ours if ours[key] != theirs[key]]
     if differences:
         raise ValueError(f"train.init_from {path}: its model differs: {'; '.join(differences)}")
@@ -290,7 +292,7 @@ def train_epoch(run: Run, step_model: torch.nn.Module, batcher: PatchBatcher, ep
                 run.schedule.plan(agreed(now - epoch_start, run.world_size, device), step,
                                   agreed((now - pace_start) / PACE_STEPS, run.world_size, device))
         for group in run.optimizer.param_groups:
-            group["lr"] = run.params.lr * run.schedule.lr_factor(step)
+            group["lr"] = run.params.lr * run.schedule.learning_rate_factor(step)
         if cfg.compile == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
         loss_sum += training_step(step_model, *batcher.sample(), loss_fn, run.optimizer, run.scaler, run.precision)
@@ -559,4 +561,4 @@ def save_best(path: str | Path, params: Params, best: dict) -> None:
     model = SRResNet(params.model)
     model.load_state_dict(best["state_dict"])
     save_checkpoint(path, model, epoch=best["epoch"], val_psnr_rgb=best["val_psnr_rgb"],
-                    val_psnr_y=best["val_psnr_y"], params=to_dict(params), run=best["run"])
+                    val_psnr_y=best["val_psnr_y"], params=params.model_dump(), run=best["run"])

@@ -12,7 +12,8 @@ hashing of the folder would fail without naming it.
 from pathlib import Path
 
 from sr_core.cli import run_stage
-from sr_core.config import FOLDER_PARAMS, Params, require_folders, require_utf8_names, to_dict
+from sr_core.config import Params
+from sr_core.folders import FOLDER_PARAMS, require_folders, require_utf8_names
 from sr_core.files import sha256_of, write_json
 
 
@@ -23,7 +24,7 @@ def check_data(params: Params) -> None:
     if sample and not Path(sample).is_file():
         raise ValueError(f"data.sample_submission: {sample} is not a file; set data.sample_submission in params.yaml "
                          f"to the competition's sample_submission.csv, or to \"\" for none")
-    folders = {key: value for key, value in to_dict(params.data).items() if key != "sample_submission"}
+    folders = {key: value for key, value in params.data.model_dump().items() if key != "sample_submission"}
     write_json(params.paths.data_folders, {"data": folders, "benchmarks": params.evaluate.benchmarks})
     write_json(params.paths.sample_submission_hash, {"sample_submission": sample or None,
                                                      "sha256": sha256_of(sample) if sample else None})

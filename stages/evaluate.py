@@ -1,10 +1,11 @@
 """Stage evaluate: the best model and bicubic on the val split and `evaluate.benchmarks`."""
 
-from sr_core.benchmark import benchmark, load_sets
+from sr_core.evaluation import benchmark, load_sets
 from sr_core.checkpoint import require_trained_with
 from sr_core.cli import run_stage
-from sr_core.config import Params, require_folders
+from sr_core.config import Params
 from sr_core.data import read_split
+from sr_core.folders import require_folders
 from sr_core.inference import inference_model
 
 

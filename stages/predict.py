@@ -4,8 +4,9 @@ an export of it); with `submit.format: rle`, also the competition's cell of each
 from sr_core.checkpoint import require_trained_with
 from sr_core.cli import run_stage
 from sr_core.competition import write_cell
-from sr_core.config import Params, require_folders
+from sr_core.config import Params
 from sr_core.files import sha256_of
+from sr_core.folders import require_folders
 from sr_core.inference import inference_model, predict_folder
 
 

@@ -5,9 +5,10 @@ from collections import Counter
 from dataclasses import asdict
 
 from sr_core.cli import run_stage
-from sr_core.config import Params, require_folders
+from sr_core.config import Params
 from sr_core.data import NOTE_KINDS, check_pairs, pixels_digest, split_names, write_split
 from sr_core.files import write_csv, write_json
+from sr_core.folders import require_folders
 from sr_core.metrics import min_scored_side
 
 

@@ -7,8 +7,9 @@ import logging
 from sr_core.checkpoint import require_trained_with
 from sr_core.cli import run_stage
 from sr_core.competition import write_competition_submission
-from sr_core.config import Params, require_folders
+from sr_core.config import Params
 from sr_core.files import sha256_of
+from sr_core.folders import require_folders
 from sr_core.submission import write_submission
 
 

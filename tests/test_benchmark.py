@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import save
-from sr_core.benchmark import benchmark, load_sets, main
+from sr_core.commands.benchmark import main
+from sr_core.evaluation import benchmark, load_sets
 from sr_core.checkpoint import GENERAL_MODEL, load_model, save_checkpoint
 from sr_core.config import InferenceConfig
 from sr_core.data import Pair, list_folder, load_pair
@@ -74,17 +75,17 @@ def test_benchmark_writes_rows_means_and_figure(tmp_path, paired_folder, rng, ch
 def test_a_model_barely_above_bicubic_is_said_to_have_learnt_little(tmp_path, paired_folder, checkpoint, caplog,
                                                                     monkeypatch):
     """An untrained bicubic-residual network is bicubic plus noise: one line per set says so."""
-    import sr_core.benchmark
+    import sr_core.evaluation
     _, model = checkpoint
     run = lambda: benchmark(model, load_sets([paired_folder]), 4, InferenceConfig(), 1, 32, tmp_path / "r.csv",
                             tmp_path / "m.json", tmp_path / "s.png")
     gain = run()[paired_folder.name]["gain_over_bicubic"]["psnr_y"]
-    assert gain < sr_core.benchmark.LEARNT_LITTLE_DB
+    assert gain < sr_core.evaluation.LEARNT_LITTLE_DB
     said = [r.getMessage() for r in caplog.records if "learnt little" in r.getMessage()]
     assert said == [f"{paired_folder.name}: the model's PSNR-Y is {gain:+.2f} dB against bicubic's, so it has learnt "
                     f"little: train it longer (train.epochs, or train.time_limit_minutes)"]
     caplog.clear()
-    monkeypatch.setattr(sr_core.benchmark, "LEARNT_LITTLE_DB", gain - 0.01)  # a gain above the line: nothing said
+    monkeypatch.setattr(sr_core.evaluation, "LEARNT_LITTLE_DB", gain - 0.01)  # a gain above the line: nothing said
     run()
     assert not [r for r in caplog.records if "learnt little" in r.getMessage()]
 

@@ -12,17 +12,14 @@ from PIL import Image
 
 from conftest import REPO, save
 from sr_core import cli
-from sr_core.benchmark import load_sets
-from sr_core.datasets import BENCHMARKS
-from sr_core.datasets import main as datasets_main
+from sr_core.evaluation import load_sets
+from sr_core.commands.datasets import BENCHMARKS
+from sr_core.commands.datasets import main as datasets_main
 from sr_core.images import list_images
 
 COMMANDS = {  # how a user runs it: the usage line it must show
-    "sr_core.upscale": "python -m sr_core.upscale",
-    "sr_core.benchmark": "python -m sr_core.benchmark",
-    "sr_core.compare": "python -m sr_core.compare",
-    "sr_core.preset": "python -m sr_core.preset",
-    "sr_core.datasets": "python -m sr_core.datasets",
+    **{f"sr_core.commands.{name}": f"sr-{name}"
+       for name in ("upscale", "benchmark", "compare", "preset", "datasets", "export", "score")},
     "benchmarks/gpu_check.py": "python benchmarks/gpu_check.py",
     "benchmarks/real_scale.py": "python benchmarks/real_scale.py",
     "benchmarks/resources.py": "python benchmarks/resources.py",
@@ -62,7 +59,7 @@ def test_help_shows_the_command_as_typed_and_every_default(command, monkeypatch,
 
 
 def test_a_missing_input_does_not_exist(tmp_path):
-    lines = error_lines(run(["-m", "sr_core.upscale", str(REPO / "models/best.pt"), str(tmp_path / "nothere.png"),
+    lines = error_lines(run(["-m", "sr_core.commands.upscale", str(REPO / "models/best.pt"), str(tmp_path / "nothere.png"),
                              "--out", str(tmp_path / "out")]))
     assert lines == [f"error: {tmp_path / 'nothere.png'} does not exist"]
 
@@ -77,16 +74,16 @@ def fresh_clone(tmp_path_factory):
 
 
 def test_compare_in_a_fresh_clone_needs_no_model_and_says_what_to_fetch_for_crops(fresh_clone):
-    compared = run(["-P", "-m", "sr_core.compare", "--out", "compared"], cwd=fresh_clone)
+    compared = run(["-P", "-m", "sr_core.commands.compare", "--out", "compared"], cwd=fresh_clone)
     assert compared.returncode == 0 and "mean change per set" in compared.stdout  # the per-image tables are in git
     assert (fresh_clone / "compared" / "sets.csv").exists()
-    lines = error_lines(run(["-P", "-m", "sr_core.compare", "--crops"], cwd=fresh_clone))
+    lines = error_lines(run(["-P", "-m", "sr_core.commands.compare", "--crops"], cwd=fresh_clone))
     assert len(lines) == 1 and lines[0].startswith("error: models/best.pt (paths.model) at HEAD: not in git or the "
                                                    "local DVC cache; `dvc pull`")
 
 
 def test_compare_with_an_unknown_revision_names_it(fresh_clone):
-    lines = error_lines(run(["-P", "-m", "sr_core.compare", "HEAD", "nosuchexp"], cwd=fresh_clone))
+    lines = error_lines(run(["-P", "-m", "sr_core.commands.compare", "HEAD", "nosuchexp"], cwd=fresh_clone))
     assert lines == ["error: nosuchexp: not a git revision or experiment name (`git log` and `dvc exp show` list them)"]
 
 

@@ -17,7 +17,8 @@ from sr_core.competition import (cell_path, decode_cell, encode_cell, run_pairs,
 from sr_core.images import read_rgb
 from sr_core.inference import predict_folder
 from sr_core.model import ModelConfig, SRResNet
-from sr_core.score import main as score_main, score_files
+from sr_core.commands.score import main as score_main
+from sr_core.score import score_files
 
 PEAK = 20 * math.log10(255)  # 48.1308...
 

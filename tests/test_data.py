@@ -106,7 +106,7 @@ def test_split_stage_fails_when_no_pair_is_valid(tmp_path, rng):
 
 
 def test_decoding_in_threads_keeps_the_order_and_the_pixels(paired_folder):
-    from sr_core.batches import decode_pairs
+    from sr_core.stores import decode_pairs
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     serial = [load_pair(pair, 4) for pair in pairs]
     for workers, cache in ((1, None), (3, None), (3, paired_folder / "cache")):
@@ -150,7 +150,7 @@ def test_extra_folders_add_named_pairs_paired_or_hr_only(paired_folder, rng, tmp
         check_pairs(paired_folder / "lr", paired_folder / "hr", 4, extra_dirs=(extra / "T91", extra / "T91"))
 
 
-def test_round3_a_stable_split_moves_no_other_pair_when_one_is_fixed():
+def test_a_stable_split_moves_no_other_pair_when_one_is_fixed():
     names = [f"{i:05d}.png" for i in range(200)]
     fixed = names[:17] + names[18:]  # one bad pair taken out
     train, val = split_names(names, 0.15, 42, "stable")
@@ -163,7 +163,7 @@ def test_round3_a_stable_split_moves_no_other_pair_when_one_is_fixed():
     assert len(moved) > 5  # what the reference split does: most of val changes
 
 
-def test_round3_split_method_is_a_param_with_its_choices(tmp_path):
+def test_split_method_is_a_param_with_its_choices(tmp_path):
     assert load_params(write_params(tmp_path, {"split": {"method": "stable"}})).split.method == "stable"
     with pytest.raises(ValueError, match="split.method"):
         load_params(write_params(tmp_path, {"split": {"method": "random"}}))

@@ -1,7 +1,6 @@
 """ONNX and safetensors exports: what they hold, that they compute what the PyTorch model does, that
 the project's commands run them alike, and that a file that is not one is refused by name."""
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -18,18 +17,18 @@ from conftest import REPO, preset, save
 from sr_core.checkpoint import load_model, save_checkpoint
 from sr_core.config import ModelConfig
 from sr_core.export import OPSET, agreement, export, write_checked
-from sr_core.export import main as export_main
+from sr_core.commands.export import main as export_main
 from sr_core.images import read_image
 from sr_core.inference import SelfEnsemble, upscale
 from sr_core.model import SRResNet
 from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel
 from sr_core.training import load_init_weights
-from sr_core.upscale import main as upscale_main
+from sr_core.commands.upscale import main as upscale_main
 
 DEMO = preset("demo").model
 VARIANTS = {  # the demo network, and without the bicubic residual but with BatchNorm (the reference script's)
     "demo": DEMO,
-    "no residual, BatchNorm": dataclasses.replace(DEMO, bicubic_residual=False, batch_norm=True, activation="prelu"),
+    "no residual, BatchNorm": DEMO.model_copy(update=dict(bicubic_residual=False, batch_norm=True, activation="prelu")),
 }
 
 
@@ -70,7 +69,7 @@ def test_onnx_file_has_the_stated_contract(exported):
     assert channels == 3 and all(isinstance(d, str) for d in (batch, height, width))  # dynamic N, H, W
     assert dims(graph_output)[:2] == [batch, 3]
     metadata = {prop.key: prop.value for prop in proto.metadata_props}
-    assert json.loads(metadata[MODEL_CONFIG_KEY]) == dataclasses.asdict(model.config)
+    assert json.loads(metadata[MODEL_CONFIG_KEY]) == model.config.model_dump()
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 9, 31)])
@@ -122,7 +121,7 @@ def test_upscale_gives_the_same_pngs_with_each_format(exported, tmp_path, rng, s
 def test_the_command_writes_each_file_and_prints_its_agreement(tmp_path, caplog):
     save_checkpoint(tmp_path / "best.v2.pt", trained_looking(DEMO))
     caplog.set_level("INFO")
-    export_main([str(tmp_path / "best.v2.pt"), "--out-dir", str(tmp_path / "out"), "--fp16"])
+    export_main([str(tmp_path / "best.v2.pt"), "--out", str(tmp_path / "out"), "--fp16"])
     written = [tmp_path / "out" / f"best.v2.{suffix}" for suffix in ("onnx", "safetensors", "fp16.onnx")]
     assert sorted((tmp_path / "out").iterdir()) == sorted(written)
     for path in written:
@@ -134,7 +133,7 @@ def test_the_command_writes_each_file_and_prints_its_agreement(tmp_path, caplog)
 
 
 def test_an_export_that_disagrees_is_not_written(tmp_path):
-    model, other = trained_looking(DEMO), trained_looking(dataclasses.replace(DEMO, res_scale=0.5))
+    model, other = trained_looking(DEMO), trained_looking(DEMO.model_copy(update=dict(res_scale=0.5)))
     target = tmp_path / "best.safetensors"
     with pytest.raises(ValueError, match=f"{target}: not written: the export disagrees with the PyTorch model"):
         write_checked(target, b"anything", model, lambda written: other, 1e-4)
@@ -155,7 +154,7 @@ def onnx_file(path, input_shape, output_shape, op="Identity", metadata=None, **a
 
 def bad_onnx_files(folder, good):
     """(file, what the error must say) for ONNX files this project cannot run."""
-    config = json.dumps(dataclasses.asdict(DEMO))
+    config = json.dumps(DEMO.model_dump())
     damaged = folder / "damaged.onnx"
     damaged.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     noise = folder / "noise.onnx"
@@ -171,13 +170,13 @@ def bad_onnx_files(folder, good):
         (onnx_file(folder / "foreign_sr.onnx", ["N", 3, "H", "W"], ["N", 3, "H", "W"]),
          f"an ONNX model without '{MODEL_CONFIG_KEY}' in its metadata"),
         (onnx_file(folder / "bad_config.onnx", ["N", 3, "H", "W"], ["N", 3, "H", "W"],
-                   metadata={MODEL_CONFIG_KEY: config.replace("num_blocks", "blocks")}), "unknown key(s) blocks"),
+                   metadata={MODEL_CONFIG_KEY: config.replace("num_blocks", "blocks")}), "unknown key blocks"),
     ]
 
 
 def bad_safetensors_files(folder, good):
     """(file, what the error must say) for safetensors files that do not hold a model of this project."""
-    tensors, config = load_file(good), {MODEL_CONFIG_KEY: json.dumps(dataclasses.asdict(DEMO))}
+    tensors, config = load_file(good), {MODEL_CONFIG_KEY: json.dumps(DEMO.model_dump())}
     missing, misshapen = dict(tensors), dict(tensors)
     del missing["tail.weight"]
     misshapen["tail.weight"] = torch.zeros(3, 16, 9, 9)
@@ -205,7 +204,7 @@ def test_files_that_are_not_exports_are_refused_by_name(tmp_path):
     # through the command: one line naming the file
     save(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
     damaged = tmp_path / "damaged.onnx"
-    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(damaged), str(tmp_path / "in"), "--out",
+    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", str(damaged), str(tmp_path / "in"), "--out",
                              str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert result.stderr.startswith(f"error: {damaged}: not an ONNX model, or damaged")

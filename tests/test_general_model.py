@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 
 from conftest import REPO, save
-from sr_core.benchmark import main as benchmark_main
+from sr_core.commands.benchmark import main as benchmark_main
 from sr_core.checkpoint import GENERAL_MODEL, load_model
 from sr_core.data import list_folder
 from sr_core.images import bicubic_downscale, bicubic_upscale, read_rgb
@@ -76,7 +76,7 @@ def test_sr_upscale_with_no_model_beats_bicubic_from_an_installed_wheel(tmp_path
     where = subprocess.run([sys.executable, "-c", "import sr_core; print(sr_core.__file__)"], cwd=work,
                            env=installed, capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(tmp_path / "site"))
-    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", "photo.png", "--out", "up"], cwd=work,
+    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", "photo.png", "--out", "up"], cwd=work,
                             env=installed, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     ours, bicubic = psnr_y(read_rgb(work / "up" / "photo.png"), hr, 4), psnr_y(bicubic_upscale(lr, 4), hr, 4)

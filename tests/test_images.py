@@ -9,7 +9,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from conftest import save
-from sr_core.benchmark import load_sets
+from sr_core.evaluation import load_sets
 from sr_core.config import InferenceConfig, ModelConfig
 from sr_core.data import check_pairs
 from sr_core.evaluation import score_pairs

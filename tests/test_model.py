@@ -73,11 +73,11 @@ def test_bicubic_residual_adds_bicubic_upsampling():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("scale", 3, "2, 4, 8"),
-    ("activation", "gelu", "activation must be one of relu, prelu"),
-    ("upsampler_activation", "tanh", "upsampler_activation must be one of relu, prelu, none"),
-    ("res_scale", 0.0, r"res_scale must be a number in \(0, 1\]"),
+    ("scale", 3, "model.scale must be one of 2, 4, 8; got 3"),
+    ("activation", "gelu", "model.activation must be one of relu, prelu; got 'gelu'"),
+    ("upsampler_activation", "tanh", "model.upsampler_activation must be one of relu, prelu, none; got 'tanh'"),
+    ("res_scale", 0.0, r"model.res_scale must be a number in \(0, 1\]; got 0.0"),
 ])
 def test_bad_model_options_are_rejected_with_the_choices(key, value, message):
     with pytest.raises(ValueError, match=message):
-        ModelConfig(**{key: value})
+        build(ModelConfig, {key: value}, "model")

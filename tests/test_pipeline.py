@@ -2,7 +2,6 @@
 
 import ast
 import csv
-import dataclasses
 import hashlib
 import json
 import os
@@ -162,7 +161,7 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(repo_copy):
 
     # per image: the last commit against the experiment by name, and against the workspace (the default)
     for args, out in ((("HEAD", "lr-2e-4", "--crops"), "by_name"), ((), "default")):
-        printed = run(sys.executable, "-m", "sr_core.compare", *args, "--out", out, "--top", "2")
+        printed = run(sys.executable, "-m", "sr_core.commands.compare", *args, "--out", out, "--top", "2")
         assert "mean change per set" in printed and "changed most" in printed
         with open(root / out / "sets.csv", newline="") as f:
             [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
@@ -246,7 +245,7 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     assert [line.split()[:2] for line in commands] == [["dvc", "add"], ["git", "add"], ["python", "-m"],
                                                        ["git", "commit"], ["dvc", "repro"]]
     for line in commands:
-        run("bash", "-c", f"{line} {TINY_OVER_PRESET}" if "sr_core.preset" in line else line)
+        run("bash", "-c", f"{line} {TINY_OVER_PRESET}" if "sr-preset" in line else line)
     assert check_submission(root / "submission.csv", root / "data/kaggle/test/lr", 4) == 2
     with open(root / "submission.csv", newline="") as f:
         assert [row["id"] for row in csv.DictReader(f)] == ["00029.png", "00030.png"]
@@ -260,10 +259,10 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     commands = readme_own_data_commands(1)
     assert [line.split()[:3] for line in commands] == [["git", "add", "dvc.lock"], ["dvc", "exp", "run"],
                                                        ["dvc", "exp", "show"], ["dvc", "metrics", "diff"],
-                                                       ["python", "-m", "sr_core.compare"]]
+                                                       ["python", "-m", "sr_core.commands.compare"]]
     outputs = []
     for line in commands:
-        if "sr_core.compare" in line:
+        if "sr-compare" in line:
             shutil.rmtree(root / ".dvc" / "cache")  # no model needed: the per-image scores are in git
         outputs.append(run("bash", "-c", line))
     assert "lr-2e-4" in outputs[2]
@@ -296,7 +295,7 @@ def test_stage_deps_list_the_code_they_run():
     for name, stage in stages.items():
         script = f"stages/{name}.py"
         assert stage["cmd"].removeprefix("exec ") == f"python {script}", "stage name = script name"
-        untracked = {"sr_core/config.py", "sr_core/files.py", "sr_core/cli.py"}
+        untracked = {"sr_core/config.py", "sr_core/files.py", "sr_core/cli.py", "sr_core/param_changes.py"}
         expected = {script} | imported_modules(REPO / script, set()) - untracked
         assert expected <= set(stage["deps"]), f"{name} is missing deps {expected - set(stage['deps'])}"
     assert stages["train"]["cmd"].startswith("exec "), "no shell between dvc and the training (see dvc.yaml)"
@@ -305,7 +304,7 @@ def test_stage_deps_list_the_code_they_run():
 def test_train_stage_tracks_every_train_param_but_the_starting_weights_name():
     train = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     listed = {key.removeprefix("train.") for key in train["params"] if key.startswith("train.")}
-    assert listed == {f.name for f in dataclasses.fields(TrainConfig)} - {"init_from"}
+    assert listed == set(TrainConfig.model_fields) - {"init_from"}
     assert "${paths.init_from_hash}" in train["deps"]  # the starting weights by content instead
 
 
@@ -402,7 +401,7 @@ def test_team_workflow_remote_and_queued_experiments(repo_copy, tmp_path_factory
     # made again in seconds, the same bytes) and the hash of train.init_from
     assert set(re.findall(r"Running stage '(\w+)'", ran)) == {"demo_data"} | ALWAYS_RUN
     assert changed_stages(mate("dvc", "status")) == ALWAYS_RUN
-    mate(sys.executable, "-m", "sr_core.upscale", "models/best.pt", "data/demo/test/lr", "--out", "upscaled")
+    mate(sys.executable, "-m", "sr_core.commands.upscale", "models/best.pt", "data/demo/test/lr", "--out", "upscaled")
     assert len(list((teammate / "upscaled").iterdir())) == 2
     mate("dvc", "exp", "pull", "origin", best)
     assert best in mate("dvc", "exp", "show", "--csv", "--no-pager")
@@ -502,7 +501,7 @@ def test_two_processes_as_an_experiment_resumed_after_a_kill_and_on_two_machines
     assert same_run(read_history(root), experiment)
 
 
-def test_round3_dvc_records_only_what_ran_failed_outputs_come_back_and_a_killed_dvc_leaves_no_training(tmp_path):
+def test_dvc_records_only_what_ran_failed_outputs_come_back_and_a_killed_dvc_leaves_no_training(tmp_path):
     """params.yaml edited while `dvc repro` trains: the stage fails naming the key, DVC records
     nothing, and with params.yaml restored the finished run is reused; a failed stage's outputs,
     removed by DVC, come back with `dvc checkout`; SIGTERM to `dvc` alone (a scheduler's stop)

@@ -1,6 +1,5 @@
 """Presets: each file is a complete setting that applies to params.yaml, loads and says what it says."""
 
-import dataclasses
 import re
 import shutil
 import sys
@@ -12,17 +11,19 @@ import yaml
 
 from conftest import REPO, preset
 from sr_core.checkpoint import GENERAL_MODEL, load_model
-from sr_core.config import ModelConfig, flat, load_params, to_dict
+from sr_core.config import ModelConfig, load_params
 from sr_core.model import SRResNet
+from sr_core.param_changes import flat
 from sr_core.training import load_init_weights
-from sr_core.preset import exp_run_command, main, parse_assignment, read_preset
+from sr_core.commands.preset import main
+from sr_core.preset import exp_run_command, parse_assignment, read_preset
 
 PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yaml"))
 # What makes a setting: every key that shapes the trained model, except where the data lies and
 # how this machine runs it (train.device, train.decode_cache, train.processes) and the starting weights.
 SETTING = {"lr", "split.val_split", "split.seed", "data.extra_train_dirs"} | {
-    f"model.{f.name}" for f in dataclasses.fields(ModelConfig)} | {
-    f"train.{key}" for key in to_dict(load_params(REPO / "params.yaml").train)
+    f"model.{name}" for name in ModelConfig.model_fields} | {
+    f"train.{key}" for key in load_params(REPO / "params.yaml").train.model_dump()
     if key not in ("device", "decode_cache", "processes", "init_from")}
 
 
@@ -48,11 +49,11 @@ def test_preset_is_a_complete_setting(name):
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_applies_to_params_yaml_keeping_its_comments_and_matches_the_file(tmp_path, name):
     path = applied(tmp_path, name, "data.train_lr_dir=data/mine/lr")
-    loaded = flat(to_dict(load_params(path)))
+    loaded = flat(load_params(path).model_dump())
     for key, value in read_preset(REPO / "presets" / f"{name}.yaml").items():
         assert loaded[key] == value, key
     assert loaded["data.train_lr_dir"] == "data/mine/lr"
-    untouched = flat(to_dict(load_params(REPO / "params.yaml")))
+    untouched = flat(load_params(REPO / "params.yaml").model_dump())
     assert loaded["paths.model"] == untouched["paths.model"] and loaded["demo.tile_size"] == untouched["demo.tile_size"]
     text = path.read_text()
     assert "# Adam learning rate (top level so `dvc exp run -S lr=2e-4` works as typed)" in text
@@ -86,7 +87,7 @@ def test_preset_general_is_the_general_setting():
 
 
 def test_preset_general_long_is_the_general_setting_with_a_longer_budget():
-    general, long = to_dict(preset("general")), to_dict(preset("general-long"))
+    general, long = preset("general").model_dump(), preset("general-long").model_dump()
     assert (long["train"].pop("time_limit_minutes"), general["train"].pop("time_limit_minutes")) == (70, 10)
     for changed in ("epochs", "val_every"):  # the epochs only bound the budget; the cosine spans the budget
         long["train"].pop(changed), general["train"].pop(changed)
@@ -136,7 +137,7 @@ def test_preset_errors_name_the_key_and_leave_params_yaml_as_it_was(tmp_path):
         main([str(REPO / "presets" / "gpu.yaml"), "--params", str(params), "-S", "train.epochs=0"])
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(["lr", 1]))
-    with pytest.raises(ValueError, match="bad.yaml: a preset is a mapping of params"):
+    with pytest.raises(ValueError, match="bad.yaml: expected a mapping of params at the top level, found list"):
         main([str(bad), "--params", str(params)])
     assert params.read_text() == (REPO / "params.yaml").read_text()
 

@@ -1,5 +1,4 @@
 import csv
-import dataclasses
 import hashlib
 import importlib.util
 import logging
@@ -32,14 +31,14 @@ from sr_core.training import copy_state, fingerprint, train
 
 def test_lr_schedules_over_the_nominal_epochs():
     constant = Schedule(TrainConfig(epochs=10, schedule="constant"), 1)
-    assert [constant.lr_factor(s) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert [constant.learning_rate_factor(s) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
     cosine = Schedule(TrainConfig(epochs=10, schedule="cosine"), 1)
-    assert cosine.lr_factor(0) == 1.0 and cosine.lr_factor(5) == pytest.approx(0.5)
-    assert cosine.lr_factor(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.9))) and cosine.lr_factor(9) > 0
+    assert cosine.learning_rate_factor(0) == 1.0 and cosine.learning_rate_factor(5) == pytest.approx(0.5)
+    assert cosine.learning_rate_factor(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.9))) and cosine.learning_rate_factor(9) > 0
     warm = Schedule(TrainConfig(epochs=7, schedule="cosine", warmup_epochs=2), 2)
-    assert [warm.lr_factor(s) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
+    assert [warm.learning_rate_factor(s) for s in (0, 3, 4)] == [0.25, 1.0, 1.0]
     step = Schedule(TrainConfig(epochs=10, schedule="step", step_epochs=3, step_gamma=0.1), 2)
-    assert [step.lr_factor(s) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    assert [step.learning_rate_factor(s) for s in (0, 5, 6, 12)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
     for schedule in (constant, cosine, warm, step):
         schedule.plan(1000.0, 5)  # no budget: the plan is the nominal epochs
         assert schedule.total_steps == schedule.nominal_steps
@@ -54,7 +53,7 @@ def test_a_time_budget_plans_the_steps_that_fit_and_lays_the_schedule_over_them(
     assert schedule.total_steps == 10_000 and schedule.warmup_steps == 400  # nothing measured yet
     schedule.plan(6.0, 11, pace=0.5)
     assert schedule.total_steps == 11 + 108 and schedule.warmup_steps == int(MAX_WARMUP_SHARE * 119) == 29
-    factors = [schedule.lr_factor(s) for s in range(schedule.total_steps)]
+    factors = [schedule.learning_rate_factor(s) for s in range(schedule.total_steps)]
     assert factors[28] == 1.0 and min(factors) > 0 and factors[-1] < 0.001
     assert not schedule.ends_before(118) and schedule.ends_before(119)
     schedule.plan(61.0, 120)  # past the budget: over
@@ -66,7 +65,7 @@ def test_a_time_budget_plans_the_steps_that_fit_and_lays_the_schedule_over_them(
     assert long.total_steps == 20
     steps = Schedule(TrainConfig(epochs=10, schedule="step", step_epochs=5, step_gamma=0.1), 10, budget=60.0)
     steps.plan(10.0, 10)  # 60 steps fit: the drop comes at half of them, as at half of the nominal 100
-    assert [steps.lr_factor(s) for s in (29, 30, 59)] == pytest.approx([1.0, 0.1, 0.1])
+    assert [steps.learning_rate_factor(s) for s in (29, 30, 59)] == pytest.approx([1.0, 0.1, 0.1])
 
 
 def test_fingerprint_ignores_how_but_not_what(paired_folder):
@@ -127,7 +126,7 @@ def test_fine_tuning_starts_from_the_checkpoints_weights_and_records_it(paired_f
     train(tiny_params(epochs=1), pairs[:4], pairs[4:], first / "best.pt", first / "h.csv", first / "last.pt", first / "c")
     start = torch.load(first / "best.pt", weights_only=True)["state_dict"]
     # lr so small that one epoch leaves the weights where they started, to the float rounding
-    params = dataclasses.replace(tiny_params(epochs=1, init_from=str(first / "best.pt")), lr=1e-12)
+    params = tiny_params(epochs=1, init_from=str(first / "best.pt")).model_copy(update=dict(lr=1e-12))
     summary = train(params, pairs[:4], pairs[4:], second / "best.pt", second / "h.csv", second / "last.pt",
                     second / "c")
     tuned = torch.load(second / "best.pt", weights_only=True)["state_dict"]
@@ -147,8 +146,8 @@ def test_fine_tuning_refuses_another_network_naming_the_difference(paired_folder
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     out = paired_folder / "out"
     train(tiny_params(epochs=1), pairs[:4], pairs[4:], out / "best.pt", out / "h.csv", out / "last.pt", out / "c")
-    other = dataclasses.replace(tiny_params(epochs=1, init_from=str(out / "best.pt")),
-                                model=ModelConfig(num_blocks=2, num_features=8, bicubic_residual=True, batch_norm=False))
+    other = tiny_params(epochs=1, init_from=str(out / "best.pt")).model_copy(
+        update=dict(model=ModelConfig(num_blocks=2, num_features=8, bicubic_residual=True, batch_norm=False)))
     with pytest.raises(ValueError, match=r"train.init_from .*best.pt: its model differs: num_blocks 1 there, 2 in "
                                          r"params.model; batch_norm True there, False in params.model"):
         train(other, pairs[:4], pairs[4:], out / "b.pt", out / "h2.csv", out / "l2.pt", out / "c")
@@ -342,7 +341,8 @@ def test_validation_every_n_epochs_keeps_the_best_of_the_validated(paired_folder
 def test_validation_equals_the_reference_metrics(paired_folder):
     """The device path of validation (batched, rounded to 8 bits, torch metrics) gives the numpy
     reference's means over the val images."""
-    from sr_core.batches import ImageBatches, decode_pairs
+    from sr_core.stores import decode_pairs
+    from sr_core.validation import ImageBatches
     from sr_core.inference import upscale
     from sr_core.metrics import image_metrics
     from sr_core.model import SRResNet
@@ -362,7 +362,7 @@ def budget_run(paired_folder: Path, monkeypatch, **train_changes) -> tuple[dict,
     """A run under a fake clock that advances one second per training step (validation takes no time)."""
     import types
     import sr_core.training
-    from sr_core.patches import PatchBatcher
+    from sr_core.sampler import PatchBatcher
     clock = [0.0]
     monkeypatch.setattr(sr_core.training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     sample = PatchBatcher.sample
@@ -408,12 +408,12 @@ def test_a_budget_shorter_than_an_epoch_is_planned_from_the_first_steps(paired_f
 def test_the_reference_setting_trains_on_whole_images_one_pass_an_epoch(paired_folder):
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     reference = preset("reference")
-    params = dataclasses.replace(reference, train=dataclasses.replace(reference.train, epochs=1, batch_size=2,
-                                                                      device="cpu"))
+    train_config = reference.train.model_copy(update=dict(epochs=1, batch_size=2, device="cpu"))
+    params = reference.model_copy(update=dict(train=train_config))
     out = paired_folder / "out"
     summary = train(params, pairs[:4], pairs[4:], out / "best.pt", out / "h.csv", out / "last.pt", out / "c")
     assert summary["steps"] == 2  # 4 whole images in batches of 2
-    assert torch.load(out / "best.pt", weights_only=True)["model_config"] == dataclasses.asdict(reference.model)
+    assert torch.load(out / "best.pt", weights_only=True)["model_config"] == reference.model.model_dump()
 
 
 @torch.no_grad()
@@ -436,9 +436,9 @@ def correction_over_bicubic(model_path: Path, pairs: list) -> tuple[float, float
 
 def short_run(params: Params, pairs: list, out: Path, **train_changes) -> tuple[float, float]:
     """Trains briefly on 32 px patches of all but the last 6 pairs; the correction on those 6."""
-    config = dataclasses.replace(params.train, time_limit_minutes=0, patch_size=32, patches_per_image=2,
-                                 batch_size=8, val_every=100, device="cpu", **train_changes)
-    train(dataclasses.replace(params, train=config), pairs[:-6], pairs[-6:], out / "best.pt", out / "h.csv",
+    config = params.train.model_copy(update=dict(time_limit_minutes=0, patch_size=32, patches_per_image=2,
+                                                 batch_size=8, val_every=100, device="cpu", **train_changes))
+    train(params.model_copy(update=dict(train=config)), pairs[:-6], pairs[-6:], out / "best.pt", out / "h.csv",
           out / "last.pt", out / "cache")
     return correction_over_bicubic(out / "best.pt", pairs[-6:])
 
@@ -450,7 +450,7 @@ def test_the_general_setting_does_not_collapse_to_bicubic_at_high_learning_rates
     varies over the image (measured here: 0.14-0.22 levels of spread) and costs nothing against
     bicubic, at the point where the reference network's is a constant (below)."""
     general = preset("general")
-    gain, spread = short_run(dataclasses.replace(general, lr=lr), photo_tiles, tmp_path,
+    gain, spread = short_run(general.model_copy(update=dict(lr=lr)), photo_tiles, tmp_path,
                              epochs=general.train.warmup_epochs + 2)
     assert spread > 0.05 and gain > -0.01, f"collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
 
@@ -461,12 +461,12 @@ def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(phot
     each PixelShuffle dies within its first 64 steps, leaving a constant correction (measured: a
     spread of 1e-6 levels)."""
     reference = preset("reference")
-    params = dataclasses.replace(reference, lr=1e-3, model=dataclasses.replace(reference.model, bicubic_residual=True))
+    params = reference.model_copy(update=dict(lr=1e-3, model=reference.model.model_copy(update=dict(bicubic_residual=True))))
     gain, spread = short_run(params, photo_tiles, tmp_path, epochs=2, schedule="constant")
     assert spread < 1e-3, f"not collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
 
 
-def test_round3_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace):
+def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8}, "lr": 1e-3,
                              "train": {"epochs": 30, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
@@ -489,7 +489,7 @@ def test_round3_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspac
             "params.yaml)") in evaluate.stderr
 
 
-def test_round3_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
+def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8},
                              "train": {"epochs": 200, "batch_size": 4, "patch_size": 32, "device": "cpu"}})

@@ -11,7 +11,7 @@ from sr_core.checkpoint import load_model, save_checkpoint
 from sr_core.images import read_rgb
 from sr_core.inference import upscale, upscale_files
 from sr_core.model import ModelConfig, SRResNet
-from sr_core.upscale import main
+from sr_core.commands.upscale import main
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_two_inputs_with_one_output_name_are_refused(tmp_path, checkpoint, rng):
 
 def test_console_script_and_module(tmp_path, checkpoint, rng):
     save(tmp_path / "in" / "a.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
-    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(checkpoint), str(tmp_path / "in"),
+    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", str(checkpoint), str(tmp_path / "in"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert read_rgb(tmp_path / "out" / "a.png").shape == (20, 28, 3)
@@ -78,7 +78,7 @@ def test_a_folder_keeps_going_past_a_bad_file_and_names_it(tmp_path):
     for name in ("a.png", "c.png"):
         save(tmp_path / "in" / name, np.zeros((6, 5, 3), np.uint8))
     (tmp_path / "in" / "b.png").write_bytes(b"not a picture")
-    result = subprocess.run([sys.executable, "-m", "sr_core.upscale", str(tmp_path / "model.pt"), str(tmp_path / "in"),
+    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", str(tmp_path / "model.pt"), str(tmp_path / "in"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]

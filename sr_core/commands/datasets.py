@@ -1,8 +1,8 @@
 """Lay out the public data sets of the general preset and the benchmarks, from their published copies.
 
-    python -m sr_core.datasets benchmarks SelfExSR-master/       # Set5, Set14, BSD100 (x4)
-    python -m sr_core.datasets t91 SRCNN-Tensorflow-master/Train/  # the 91 images, BMP
-    python -m sr_core.datasets bsd200 IDN-Caffe-master/train/291/  # the 200 BSDS training JPEGs
+    sr-datasets benchmarks SelfExSR-master/       # Set5, Set14, BSD100 (x4)
+    sr-datasets t91 SRCNN-Tensorflow-master/Train/  # the 91 images, BMP
+    sr-datasets bsd200 IDN-Caffe-master/train/291/  # the 200 BSDS training JPEGs
 
 Each source is a folder of a public repository's download (GitHub's "Download ZIP", unpacked):
 jbhuang0604/SelfExSR (`data/{Set5,Set14,BSD100}/image_SRF_4/img_NNN_SRF_4_{HR,LR}.png`: the HR and
@@ -57,7 +57,7 @@ def lay_out_training(kind: str, source: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(__doc__, "python -m sr_core.datasets")
+    parser = argument_parser(__doc__, "sr-datasets")
     parser.add_argument("set", choices=["benchmarks", *TRAINING], help="which data set the source folder holds")
     parser.add_argument("source", type=Path, help="the folder of the unpacked download (see above)")
     parser.add_argument("--out", type=Path, default=None,
@@ -71,5 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         lay_out_training(args.set, args.source, args.out or Path("data/datasets"))
 
 
-if __name__ == "__main__":
+
+def command() -> None:
+    """The command line: errors a user can act on as one line (see `cli.run`)."""
     run(main)
+
+
+if __name__ == "__main__":
+    command()

@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from conftest import preset
-from sr_core.batches import GPU_RESERVE, ImageBatches, decode_pairs, residency, validation_bytes
 from sr_core.data import check_pairs
 from sr_core.model import inference_bytes
+from sr_core.stores import GPU_RESERVE, decode_pairs, residency
+from sr_core.validation import ImageBatches, validation_bytes
 
 GB = 10**9
 REAL_JOB = 29_700_000_000  # 4,500 pairs of 1080p HR and 270p LR, decoded

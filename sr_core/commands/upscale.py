@@ -12,7 +12,6 @@ naming each skipped file.
 
 import ctypes
 import logging
-import sys
 from pathlib import Path
 
 from sr_core.checkpoint import OPTIONAL_MODEL_HELP, model_and_others
@@ -59,12 +58,12 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argument_parser(__doc__, "sr-upscale" if Path(sys.argv[0]).name == "sr-upscale" else "python -m sr_core.upscale")
+    parser = argument_parser(__doc__, "sr-upscale")
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help=f"[MODEL] INPUT ...: image files and folders of images; {OPTIONAL_MODEL_HELP}")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
     add_arguments(parser)
-    parser.add_argument("--compress-level", type=int, default=InferenceConfig.png_compress_level,
+    parser.add_argument("--compress-level", type=int, default=InferenceConfig().png_compress_level,
                         help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
     args = parser.parse_args(argv)
     model_path, inputs = model_and_others(args.paths)

@@ -5,7 +5,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from sr_core.data import Pair, check_pairs
 from sr_core.files import write_bytes
-from sr_core.patches import ImageStore, PatchBatcher, StripStore, strips, transform_coordinates
+from sr_core.sampler import PatchBatcher, transform_coordinates
+from sr_core.stores import ImageStore, StripStore, strips
 
 from conftest import save
 
