@@ -17,14 +17,14 @@ Two implementations of the one protocol:
   benchmarks use.
 - `image_metrics`: numpy and scikit-image on the host, one image at a time. It is the reference:
   tests hold `batch_metrics` to it (1e-4 dB, 1e-5 SSIM) on the standard benchmarks and at 1080p.
+  scikit-image is imported where the reference runs: with the scipy it loads, it would add about
+  a second and a half to the start of every stage, none of which uses it.
 """
 
 import math
 
 import numpy as np
 import torch
-from skimage.color import rgb2ycbcr
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BT.601 Y per unit of R, G, B in 0..255
 SSIM_C1, SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -46,6 +46,7 @@ def _check_shapes(sr_img: np.ndarray, hr_img: np.ndarray) -> None:
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     """HWC uint8 RGB -> HW float64 Y in 16..235."""
+    from skimage.color import rgb2ycbcr
     return rgb2ycbcr(rgb)[..., 0]
 
 
@@ -54,6 +55,7 @@ def crop_border(img: np.ndarray, border: int) -> np.ndarray:
 
 
 def _psnr(sr: np.ndarray, hr: np.ndarray) -> float:
+    from skimage.metrics import peak_signal_noise_ratio
     with np.errstate(divide="ignore"):  # identical images: inf, as the definition says
         return float(peak_signal_noise_ratio(hr, sr, data_range=255))
 
@@ -70,6 +72,7 @@ def psnr_y(sr_img: np.ndarray, hr_img: np.ndarray, border: int) -> float:
 
 def ssim_y(sr_img: np.ndarray, hr_img: np.ndarray, border: int) -> float:
     _check_shapes(sr_img, hr_img)
+    from skimage.metrics import structural_similarity
     sr_y, hr_y = crop_border(rgb_to_y(sr_img), border), crop_border(rgb_to_y(hr_img), border)
     return float(structural_similarity(hr_y, sr_y, data_range=255, gaussian_weights=True, sigma=1.5,
                                        use_sample_covariance=False, K1=0.01, K2=0.03))
