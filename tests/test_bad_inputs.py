@@ -34,18 +34,17 @@ import yaml
 from PIL import Image, ImageCms
 
 from conftest import REPO, save, write_params
-from sr_core.evaluation import load_sets
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint
+from sr_core.commands.upscale import main as upscale_main
 from sr_core.config import InferenceConfig, ModelConfig, build, load_params
 from sr_core.data import Pair, check_pairs, read_split, write_split
-from sr_core.evaluation import score_pairs
+from sr_core.evaluation import load_sets, score_pairs
 from sr_core.files import atomic_write, sha256_of, write_bytes
 from sr_core.images import MAX_INPUT_PIXELS, ImageError, list_images, read_image, read_rgb, resize_bicubic
 from sr_core.inference import predict_folder, upscale, upscale_files
 from sr_core.model import SRResNet
 from sr_core.submission import check_submission, write_submission
 from sr_core.training import train
-from sr_core.commands.upscale import main as upscale_main
 
 CPU = torch.device("cpu")
 

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from conftest import save
-from sr_core.commands.benchmark import main
-from sr_core.evaluation import benchmark, load_sets
 from sr_core.checkpoint import GENERAL_MODEL, load_model, save_checkpoint
+from sr_core.commands.benchmark import main
 from sr_core.config import InferenceConfig
 from sr_core.data import Pair, list_folder, load_pair
-from sr_core.evaluation import mean_metrics, score_pairs
+from sr_core.evaluation import benchmark, load_sets, mean_metrics, score_pairs
 from sr_core.model import ModelConfig, SRResNet
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "x4"

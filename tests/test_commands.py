@@ -12,9 +12,10 @@ from PIL import Image
 
 from conftest import REPO, save
 from sr_core import cli
-from sr_core.evaluation import load_sets
+from sr_core.commands.compare import main as compare_main
 from sr_core.commands.datasets import BENCHMARKS
 from sr_core.commands.datasets import main as datasets_main
+from sr_core.evaluation import load_sets
 from sr_core.images import list_images
 
 COMMANDS = {  # how a user runs it: the usage line it must show
@@ -66,25 +67,32 @@ def test_a_missing_input_does_not_exist(tmp_path):
 
 @pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory):
-    """A clone of the repository: git only, its DVC outputs in no cache. The commands run in it
-    with `python -P`, so that they import this checkout's sr_core, not the clone's."""
+    """A clone of the repository: git only, its DVC outputs in no cache."""
     clone = tmp_path_factory.mktemp("clone") / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     return clone
 
 
-def test_compare_in_a_fresh_clone_needs_no_model_and_says_what_to_fetch_for_crops(fresh_clone):
-    compared = run(["-P", "-m", "sr_core.commands.compare", "--out", "compared"], cwd=fresh_clone)
-    assert compared.returncode == 0 and "mean change per set" in compared.stdout  # the per-image tables are in git
+def compare_error(*args: str) -> str:
+    """What `sr-compare ARGS` stops with (in this process: it runs in the current folder)."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(lambda: compare_main(list(args)))
+    return str(stopped.value.code)
+
+
+def test_compare_in_a_fresh_clone_needs_no_model_and_says_what_to_fetch_for_crops(fresh_clone, monkeypatch, capsys):
+    monkeypatch.chdir(fresh_clone)
+    compare_main(["--out", "compared"])
+    assert "mean change per set" in capsys.readouterr().out  # the per-image tables are in git
     assert (fresh_clone / "compared" / "sets.csv").exists()
-    lines = error_lines(run(["-P", "-m", "sr_core.commands.compare", "--crops"], cwd=fresh_clone))
-    assert len(lines) == 1 and lines[0].startswith("error: models/best.pt (paths.model) at HEAD: not in git or the "
-                                                   "local DVC cache; `dvc pull`")
+    assert compare_error("--crops").startswith("error: models/best.pt (paths.model) at HEAD: not in git or the "
+                                               "local DVC cache; `dvc pull`")
 
 
-def test_compare_with_an_unknown_revision_names_it(fresh_clone):
-    lines = error_lines(run(["-P", "-m", "sr_core.commands.compare", "HEAD", "nosuchexp"], cwd=fresh_clone))
-    assert lines == ["error: nosuchexp: not a git revision or experiment name (`git log` and `dvc exp show` list them)"]
+def test_compare_with_an_unknown_revision_names_it(fresh_clone, monkeypatch):
+    monkeypatch.chdir(fresh_clone)
+    assert compare_error("HEAD", "nosuchexp").startswith(
+        "error: nosuchexp: not a git revision or experiment name (`git log` and `dvc exp show` list them)\n")
 
 
 def test_datasets_lays_out_the_published_copies_as_the_pipeline_reads_them(tmp_path):

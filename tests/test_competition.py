@@ -14,10 +14,10 @@ import torch
 from conftest import save
 from sr_core.competition import (cell_path, decode_cell, encode_cell, run_pairs, write_cell,
                                  write_competition_submission)
+from sr_core.commands.score import main as score_main
 from sr_core.images import read_rgb
 from sr_core.inference import predict_folder
 from sr_core.model import ModelConfig, SRResNet
-from sr_core.commands.score import main as score_main
 from sr_core.score import score_files
 
 PEAK = 20 * math.log10(255)  # 48.1308...

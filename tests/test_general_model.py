@@ -14,8 +14,8 @@ import torch
 from safetensors import safe_open
 
 from conftest import REPO, save
-from sr_core.commands.benchmark import main as benchmark_main
 from sr_core.checkpoint import GENERAL_MODEL, load_model
+from sr_core.commands.benchmark import main as benchmark_main
 from sr_core.data import list_folder
 from sr_core.images import bicubic_downscale, bicubic_upscale, read_rgb
 from sr_core.metrics import psnr_y

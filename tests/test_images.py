@@ -9,10 +9,9 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from conftest import save
-from sr_core.evaluation import load_sets
 from sr_core.config import InferenceConfig, ModelConfig
 from sr_core.data import check_pairs
-from sr_core.evaluation import score_pairs
+from sr_core.evaluation import load_sets, score_pairs
 from sr_core.images import ImageError, encode_png, image_size, read_image, read_rgb
 from sr_core.inference import predict_folder, upscale_files
 from sr_core.model import SRResNet

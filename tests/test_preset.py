@@ -11,12 +11,12 @@ import yaml
 
 from conftest import REPO, preset
 from sr_core.checkpoint import GENERAL_MODEL, load_model
+from sr_core.commands.preset import main
 from sr_core.config import ModelConfig, load_params
 from sr_core.model import SRResNet
 from sr_core.param_changes import flat
-from sr_core.training import load_init_weights
-from sr_core.commands.preset import main
 from sr_core.preset import exp_run_command, parse_assignment, read_preset
+from sr_core.training import load_init_weights
 
 PRESETS = sorted(path.stem for path in (REPO / "presets").glob("*.yaml"))
 # What makes a setting: every key that shapes the trained model, except where the data lies and

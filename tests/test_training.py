@@ -265,15 +265,27 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     assert "epoch 1/8" not in reused.stderr  # not trained again
 
     os.utime(workspace / "hr" / sorted(os.listdir(workspace / "hr"))[0])  # as an edited image
-    edited = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
-    assert "from a finished run (8 epochs) of other code or data: starting afresh" in edited.stderr
+    assert "from a finished run (8 epochs) of other code or data: starting afresh" in resume_decision(workspace)
 
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["lr"] = 5e-4  # another run: its state must not be resumed
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
-    fresh = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
-    assert fresh.returncode == 0, fresh.stderr
-    assert "starting afresh" in fresh.stderr and "resuming" not in fresh.stderr
+    fresh = resume_decision(workspace)
+    assert "starting afresh" in fresh and "resuming" not in fresh
+
+
+def resume_decision(workspace: Path) -> str:
+    """The train stage's log up to the line that says whether it resumes or starts afresh; the
+    training it would then run is stopped, as it proves nothing more."""
+    process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "resuming" in line or "afresh" in line:
+            break
+    process.kill()
+    process.wait()
+    return "".join(lines)
 
 
 def test_one_process_on_one_machine_starts_no_torchrun(monkeypatch):
@@ -469,14 +481,14 @@ def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(phot
 def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8}, "lr": 1e-3,
-                             "train": {"epochs": 30, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
+                             "train": {"epochs": 8, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
     process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
-    edited_at = wait_for_epochs(workspace, process, 1)
+    edited_at = wait_for_epochs(workspace, process, 1)  # the check runs at the stage's end: 7 epochs on
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["lr"], params["evaluate"]["num_samples"] = "5e-04", 1  # as `dvc exp run -S lr=5e-4` writes it
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
     _, stderr = process.communicate(timeout=300)
-    assert edited_at < 30 and process.returncode == 1
+    assert edited_at < 8 and process.returncode == 1
     assert stderr.splitlines()[-2].startswith("error: params.yaml changed while stage train ran (lr 0.001 at its "
                                               "start, 0.0005 now), so it fails and DVC records nothing")
     assert "num_samples" not in stderr  # a key the train stage does not track
@@ -514,12 +526,15 @@ def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
 
 def test_without_a_terminal_training_logs_its_progress_within_epochs(workspace):
     """Under `dvc repro` in a log, a CI job or a notebook, tqdm's bar is off: lines say how it goes."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["train"]["epochs"] = 3
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True,
                             env=os.environ | {"SR_PROGRESS_SECONDS": "0.05"})
     assert result.returncode == 0, result.stderr
-    lines = re.findall(r"epoch (\d)/8: step (\d+)/50, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
+    lines = re.findall(r"epoch (\d)/3: step (\d+)/50, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
                        result.stderr)
-    assert {int(epoch) for epoch, *_ in lines} == set(range(1, 9))  # every epoch reports
+    assert {int(epoch) for epoch, *_ in lines} == {1, 2, 3}  # every epoch reports
     assert all(0 < int(step) < 50 and float(rate) > 0 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
     first, last = (3600 * int(h) + 60 * int(m) + int(s) for *_, h, m, s in (lines[0], lines[-1]))
     assert last < first  # the time left counts down

@@ -8,10 +8,10 @@ import torch
 
 from conftest import REPO, save
 from sr_core.checkpoint import load_model, save_checkpoint
+from sr_core.commands.upscale import main
 from sr_core.images import read_rgb
 from sr_core.inference import upscale, upscale_files
 from sr_core.model import ModelConfig, SRResNet
-from sr_core.commands.upscale import main
 
 
 @pytest.fixture
