@@ -242,7 +242,7 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     for name in ("00029.png", "00030.png"):
         save(root / "data/kaggle/test/lr" / name, rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
     commands = readme_own_data_commands(0)
-    assert [line.split()[:2] for line in commands] == [["dvc", "add"], ["git", "add"], ["python", "-m"],
+    assert [line.split()[:2] for line in commands] == [["dvc", "add"], ["git", "add"], ["sr-preset", "presets/gpu.yaml"],
                                                        ["git", "commit"], ["dvc", "repro"]]
     for line in commands:
         run("bash", "-c", f"{line} {TINY_OVER_PRESET}" if "sr-preset" in line else line)
@@ -259,7 +259,7 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     commands = readme_own_data_commands(1)
     assert [line.split()[:3] for line in commands] == [["git", "add", "dvc.lock"], ["dvc", "exp", "run"],
                                                        ["dvc", "exp", "show"], ["dvc", "metrics", "diff"],
-                                                       ["python", "-m", "sr_core.commands.compare"]]
+                                                       ["sr-compare", "HEAD", "lr-2e-4"]]
     outputs = []
     for line in commands:
         if "sr-compare" in line:
