@@ -12,8 +12,8 @@ from pathlib import Path
 from sr_core.checkpoint import OPTIONAL_MODEL_HELP, model_and_others
 from sr_core.cli import argument_parser, run
 from sr_core.config import EvaluateConfig
-from sr_core.inference import add_arguments, config_from, inference_model
 from sr_core.evaluation import benchmark, load_sets
+from sr_core.inference import add_arguments, config_from, inference_model
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,10 +15,9 @@ running both runs' models (read from the workspace, git or the DVC cache).
 
 from pathlib import Path
 
-
 from sr_core.cli import argument_parser, run
-from sr_core.device import pick_device
 from sr_core.compare import WORKSPACE, compare
+from sr_core.device import pick_device
 
 
 def main(argv: list[str] | None = None) -> None:

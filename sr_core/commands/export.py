@@ -1,20 +1,14 @@
-"""The model for use outside this project: ONNX for any runtime, safetensors for any framework.
+"""Export a checkpoint for use outside this project: ONNX for any runtime, safetensors for any framework.
 
     sr-export models/best.pt          # models/best.onnx and models/best.safetensors
     sr-export models/best.pt --fp16   # and models/best.fp16.onnx, for GPUs
 
-- ONNX (opset 18): input `input`, (N, 3, H, W) float in 0..1 (RGB); output `output`, (N, 3,
-  scale*H, scale*W), not clamped; N, H and W are dynamic. BatchNorm is folded into the
-  convolutions. The fp16 file takes and gives float16.
-- safetensors: the weights as the .pt holds them, no code; loadable without pickle.
-
-Both carry the model config as JSON under the metadata key `sr_core.model_config`. Each file is
-checked against the PyTorch model before it is moved into place (on batches of odd sizes) and is
-refused if they disagree; the agreement is printed.
+Each file is checked against the PyTorch model before it is moved into place (on batches of odd
+sizes) and is refused if they disagree; the agreement is printed. What each file holds (inputs,
+outputs, metadata): docs/export.md.
 """
 
 from pathlib import Path
-
 
 from sr_core.checkpoint import MODEL_HELP
 from sr_core.cli import argument_parser, run

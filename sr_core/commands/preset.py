@@ -15,7 +15,6 @@ import shlex
 import subprocess
 from pathlib import Path
 
-
 from sr_core.cli import argument_parser, run
 from sr_core.folders import FOLDER_PARAMS, require_folders
 from sr_core.preset import exp_run_command, parse_assignment, preset_params, read_preset, write_params

@@ -14,7 +14,6 @@ images there, so it is refused here, naming the first row that differs.
 
 from pathlib import Path
 
-
 from sr_core.cli import argument_parser, run
 from sr_core.score import score_files
 
