@@ -9,8 +9,8 @@ The evaluate stage runs it on the val split plus `evaluate.benchmarks`; as a com
 
 from pathlib import Path
 
-from sr_core.checkpoint import OPTIONAL_MODEL_HELP, model_and_others
 from sr_core.cli import argument_parser, run
+from sr_core.commands.arguments import add_model_and_inputs, model_and_inputs
 from sr_core.config import EvaluateConfig
 from sr_core.evaluation import benchmark, load_sets
 from sr_core.inference import add_arguments, config_from, inference_model
@@ -18,8 +18,7 @@ from sr_core.inference import add_arguments, config_from, inference_model
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__, "sr-benchmark")
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help=f"[MODEL] FOLDER ...: folders with hr/ and optionally lr/; {OPTIONAL_MODEL_HELP}")
+    add_model_and_inputs(parser, "folders with hr/ and optionally lr/")
     parser.add_argument("--out", type=Path, default=Path("benchmark"),
                         help="the folder the per-image CSV, the per-set JSON and the figure go to")
     add_arguments(parser)
@@ -27,9 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=EvaluateConfig().sample_crop,
                         help="HR side of each crop in the figure")
     args = parser.parse_args(argv)
-    model_path, folders = model_and_others(args.paths)
-    if not folders:
-        parser.error(f"give the folders to benchmark after the model {model_path}")
+    model_path, folders = model_and_inputs(parser, args.paths, "folders to benchmark")
     inference = config_from(args)
     model = inference_model(model_path, inference)
     benchmark(model, load_sets(folders), model.config.scale, inference, args.num_samples, args.crop,

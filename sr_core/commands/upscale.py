@@ -14,8 +14,8 @@ import ctypes
 import logging
 from pathlib import Path
 
-from sr_core.checkpoint import OPTIONAL_MODEL_HELP, model_and_others
 from sr_core.cli import argument_parser, run
+from sr_core.commands.arguments import add_model_and_inputs, model_and_inputs
 from sr_core.config import InferenceConfig
 from sr_core.images import IMAGE_SUFFIXES, list_images, special_file
 from sr_core.inference import add_arguments, config_from, inference_model, upscale_files
@@ -59,16 +59,13 @@ def collect_inputs(inputs: list[Path], out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser(__doc__, "sr-upscale")
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help=f"[MODEL] INPUT ...: image files and folders of images; {OPTIONAL_MODEL_HELP}")
+    add_model_and_inputs(parser, "image files and folders of images")
     parser.add_argument("--out", type=Path, required=True, help="the folder the PNGs go to")
     add_arguments(parser)
     parser.add_argument("--compress-level", type=int, default=InferenceConfig().png_compress_level,
                         help="PNG zlib level, 0 (fast, large) .. 9 (slow, small)")
     args = parser.parse_args(argv)
-    model_path, inputs = model_and_others(args.paths)
-    if not inputs:
-        parser.error(f"give the images or folders to upscale after the model {model_path}")
+    model_path, inputs = model_and_inputs(parser, args.paths, "images or folders to upscale")
     map_large_buffers()
     config = config_from(args, png_compress_level=args.compress_level)
     paths = collect_inputs(inputs, args.out)
