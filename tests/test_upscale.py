@@ -99,3 +99,13 @@ def test_the_count_of_files_written_past_a_bad_one_is_in_the_right_number(tmp_pa
     verb = "was" if good == 1 else "were"
     with pytest.raises(ValueError, match=f"1 of {good + 1} images could not be read, and the other {good} {verb} written"):
         upscale_files(model, [*paths, tmp_path / "in" / "bad.png"], tmp_path / "out", keep_going=True)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_count_of_images_written_is_in_the_right_number(tmp_path, checkpoint, caplog, count):
+    """"wrote 1 images" read wrong."""
+    for i in range(count):
+        save(tmp_path / "in" / f"{i}.png", np.zeros((6, 5, 3), np.uint8))
+    caplog.set_level("INFO")
+    main([str(checkpoint), str(tmp_path / "in"), "--out", str(tmp_path / "out")])
+    assert f"wrote {count} image{'' if count == 1 else 's'} to {tmp_path / 'out'}" in caplog.messages

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = collect_inputs(inputs, args.out)
     model = inference_model(model_path, config)
     written = upscale_files(model, paths, args.out, config, keep_alpha_and_profile=True, keep_going=True)
-    logging.info("wrote %d images to %s", len(written), args.out)
+    logging.info("wrote %d image%s to %s", len(written), "" if len(written) == 1 else "s", args.out)
 
 
 def command() -> None:
