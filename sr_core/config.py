@@ -284,5 +284,5 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     values = read_params(path)
     try:
         return build(Params, values, complete=True)
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         raise ValueError(f"{path}: {error}") from error

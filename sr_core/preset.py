@@ -57,7 +57,7 @@ def preset_params(settings: dict[str, Any], params_path: str | Path = "params.ya
     set_values(values, settings, where)
     try:
         return build(Params, values, complete=True)
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         raise ValueError(f"{where}: {error}") from error
 
 
