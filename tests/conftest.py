@@ -1,17 +1,27 @@
 import csv
+import logging
+import runpy
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
-from sr_core.config import DemoConfig, Params
+from sr_core import cli
+from sr_core.config import DemoConfig, ModelConfig, Params
 from sr_core.data import check_pairs
 from sr_core.demo import make_demo_data
+from sr_core.checkpoint import save_checkpoint
+from sr_core.export import export
+from sr_core.model import SRResNet
 from sr_core.preset import preset_params, read_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +89,37 @@ def preset(name: str) -> Params:
     return preset_params(read_preset(REPO / "presets" / f"{name}.yaml"), REPO / "params.yaml")
 
 
+DEMO = preset("demo").model
+VARIANTS = {  # the demo network, and without the bicubic residual but with BatchNorm (the reference script's)
+    "demo": DEMO,
+    "no residual, BatchNorm": DEMO.model_copy(update=dict(bicubic_residual=False, batch_norm=True, activation="prelu")),
+}
+
+
+def trained_looking(config: ModelConfig) -> SRResNet:
+    """A network of `config` whose BatchNorm layers hold statistics other than their defaults, so
+    that folding them into the convolutions is put to the test."""
+    torch.manual_seed(0)
+    model = SRResNet(config)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="session", params=list(VARIANTS))
+def exported(request, tmp_path_factory):
+    """(the PyTorch model, its checkpoint, .onnx, .safetensors), exported once for the session."""
+    folder = tmp_path_factory.mktemp("export")
+    model = trained_looking(VARIANTS[request.param])
+    save_checkpoint(folder / "best.pt", model)
+    export(folder / "best.pt", folder / "best.onnx", folder / "best.safetensors")
+    return model, folder / "best.pt", folder / "best.onnx", folder / "best.safetensors"
+
+
 def free_port() -> int:
     """A TCP port free on this host now: a rendezvous for torchrun's machines in a test."""
     with socket.socket() as probe:
@@ -101,3 +142,43 @@ def wait_for_epochs(root: Path, process: subprocess.Popen, epochs: int) -> int:
             return len(rows)
         time.sleep(0.02)
     pytest.fail(f"{process.args} ended or stalled before epoch {epochs}: {process.poll()}")
+
+
+@dataclass
+class Ran:
+    """How a command line ended: its exit status and what it printed."""
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def command_line(capsys) -> Callable[..., Ran]:
+    """Runs an sr-* command's `main` with the given arguments as its console script does (through
+    `cli.run`: the same one-line errors, exit status and logging to stderr), in this process: a
+    fresh interpreter would add only the seconds of importing torch. The console scripts themselves
+    are run as programs where that is what a test proves."""
+    def run(main: Callable[[list[str]], object], *args) -> Ran:
+        capsys.readouterr()
+        root, handler = logging.getLogger(), logging.StreamHandler(sys.stderr)
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            cli.run(lambda: main([str(arg) for arg in args]))
+            status = 0
+        except SystemExit as stopped:
+            if isinstance(stopped.code, str):  # as the interpreter does with sys.exit("message")
+                print(stopped.code, file=sys.stderr)
+            status = 1 if isinstance(stopped.code, str) else stopped.code or 0
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return Ran(status, out, err)
+    return run
+
+
+def stage_script(name: str) -> Callable[[list[str]], object]:
+    """stages/NAME.py as `command_line` runs a command: `python stages/NAME.py` in this process."""
+    return lambda argv: runpy.run_path(str(REPO / "stages" / f"{name}.py"), run_name="__main__")

@@ -43,6 +43,7 @@ from sr_core.files import atomic_write, sha256_of, write_bytes
 from sr_core.images import MAX_INPUT_PIXELS, ImageError, list_images, read_image, read_rgb, resize_bicubic
 from sr_core.inference import predict_folder, upscale, upscale_files
 from sr_core.model import SRResNet
+from sr_core.stores import decode_pairs
 from sr_core.submission import check_submission, write_submission
 from sr_core.training import train
 
@@ -93,6 +94,20 @@ def black_png(width: int, height: int, pixels: bool = True) -> bytes:
 
 def only_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+@contextlib.contextmanager
+def hang_fails(seconds: int):
+    """Fails the test if its body runs `seconds` (an open() of a FIFO blocks until a writer comes)."""
+    def stop(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: something blocks")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
@@ -207,14 +222,13 @@ def broken_links_and_other_entries(tmp_path, caplog):
         score_pairs(sets["bench"], 4, tiny_model(), bicubic=True)
 
 
-def negative_tile(tmp_path, caplog):
+def negative_tile(tmp_path, caplog, command_line):
     with pytest.raises(ValueError, match="inference.tile must be an integer >= 0; got -1"):
         build(InferenceConfig, {"tile": -1}, "inference")
     save(tmp_path / "in" / "a.png", np.zeros((4, 4, 3), np.uint8))
     save_checkpoint(tmp_path / "model.pt", tiny_model())
-    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", str(tmp_path / "model.pt"), str(tmp_path / "in"),
-                             "--out", str(tmp_path / "out"), "--tile", "-1"], capture_output=True, text=True)
-    assert result.returncode == 1 and "tile must be an integer >= 0; got -1" in result.stderr
+    result = command_line(upscale_main, tmp_path / "model.pt", tmp_path / "in", "--out", tmp_path / "out", "--tile", -1)
+    assert result.status == 1 and "tile must be an integer >= 0; got -1" in result.err
     assert not (tmp_path / "out").exists()
 
 
@@ -266,7 +280,7 @@ def unreadable_resume_state(tmp_path, caplog):
     assert len(list((tmp_path / "models").glob("last.pt.*.unreadable"))) == 1
 
 
-def random_bytes_as_a_checkpoint(tmp_path, caplog):
+def random_bytes_as_a_checkpoint(tmp_path, caplog, command_line):
     path = tmp_path / "best.pt"
     rng = np.random.default_rng(0)
     noise = [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for size in rng.integers(1, 5000, 200)]
@@ -284,10 +298,8 @@ def random_bytes_as_a_checkpoint(tmp_path, caplog):
     # the commands say it in one line
     path.write_bytes(noise[0])
     save(tmp_path / "in" / "a.png", np.zeros((4, 4, 3), np.uint8))
-    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", str(path), str(tmp_path / "in"), "--out",
-                             str(tmp_path / "out")], capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: {path}: not a checkpoint")
+    result = command_line(upscale_main, path, tmp_path / "in", "--out", tmp_path / "out")
+    assert result.status == 1 and result.err.startswith(f"error: {path}: not a checkpoint")
 
 
 def checkpoint_that_does_not_fit(tmp_path, caplog):
@@ -348,43 +360,40 @@ def full_disk(tmp_path, caplog):
     file, no temporary file left, and the previous file kept. Run twice: under a file-size limit
     (EFBIG, anywhere) and on a full 1 MiB tmpfs (ENOSPC, where mounting is allowed)."""
     save(tmp_path / "hr.png", np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8))
-    child = f"""
-import sys
-from pathlib import Path
-from sr_core.checkpoint import save_checkpoint
-from sr_core.config import ModelConfig
-from sr_core.data import Pair
-from sr_core.model import SRResNet
-from sr_core.stores import decode_pairs
-out = Path(sys.argv[1])
-for write in (lambda: save_checkpoint(out / "best.pt", SRResNet(ModelConfig())),
-              lambda: decode_pairs([Pair("a", None, Path({str(tmp_path / 'hr.png')!r}))], 4, out / "cache", 1)):
-    try:
-        write()
-    except OSError as error:
-        print(error)
-"""
 
-    def fill(folder: Path, limit: int | None) -> list[str]:
+    def fill(folder: Path) -> list[str]:
         (folder / "best.pt").write_text("the previous best")
-
-        def limit_file_size():
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-        result = subprocess.run([sys.executable, "-c", child, str(folder)], capture_output=True, text=True,
-                                preexec_fn=limit_file_size if limit else None)
-        assert result.returncode == 0, result.stderr
+        errors = []
+        for write in (lambda: save_checkpoint(folder / "best.pt", SRResNet(ModelConfig())),
+                      lambda: decode_pairs([Pair("a", None, tmp_path / "hr.png")], 4, folder / "cache", 1)):
+            with pytest.raises(OSError) as error:
+                write()
+            errors.append(str(error.value))
         assert (folder / "best.pt").read_text() == "the previous best"
         assert [p for p in folder.rglob("*") if p.name.endswith(".tmp")] == []
-        return result.stdout.splitlines()
+        return errors
 
-    lines = fill(tmp_path, 300_000)
+    with file_size_limit(300_000):
+        lines = fill(tmp_path)
     assert f"cannot write {tmp_path / 'best.pt'}: File too large" in lines[0]
     assert f"cannot write {tmp_path / 'cache'}/" in lines[1] and ".hr.npy: File too large" in lines[1]
     with tmpfs(tmp_path / "small", "size=1m") as small:
-        lines = fill(small, None)
+        lines = fill(small)
         assert f"cannot write {small / 'best.pt'}: No space left on device" in lines[0]
         assert ".hr.npy: No space left on device" in lines[1]
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes in this process past `limit` bytes fail with EFBIG (its soft limit, restored after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 def float_tiff(tmp_path, caplog):
@@ -714,7 +723,7 @@ CASES = [
 @pytest.mark.parametrize("case", [pytest.param(case, marks=[pytest.mark.slow] * case.slow) for case in CASES],
                          ids=[case.check.__name__ for case in CASES])
 def test_each_bad_input_gets_a_clear_answer(case, request, tmp_path, caplog):
-    extra = {name: request.getfixturevalue(name) for name in ("test_and_predictions",)
+    extra = {name: request.getfixturevalue(name) for name in ("test_and_predictions", "command_line")
              if name in case.check.__code__.co_varnames[:case.check.__code__.co_argcount]}
     case.check(tmp_path, caplog, **extra)
 
@@ -854,9 +863,9 @@ def test_pairs_of_the_hr_only_layout_are_checked_too(tmp_path):
         score_pairs([Pair(n, None, tmp_path / "hr" / n) for n in ("ok.png", "speck.png")], 4, tiny_model())
 
 
-def test_fifos_sockets_and_devices_are_named_and_skipped_never_opened(tmp_path, caplog):
+def test_fifos_sockets_and_devices_are_named_and_skipped_never_opened(tmp_path, caplog, command_line):
     """A FIFO named like an image blocked every reader forever: listed, it is skipped with its kind
-    named; given directly, it is refused with one line. Commands run with a timeout, so a hang fails."""
+    named; given directly, it is refused with one line. An alarm fails the test if anything hangs."""
     folder = tmp_path / "test"
     save(folder / "a.png", np.zeros((4, 4, 3), np.uint8))
     os.mkfifo(folder / "x.png")
@@ -869,15 +878,13 @@ def test_fifos_sockets_and_devices_are_named_and_skipped_never_opened(tmp_path, 
                "x.png (a FIFO)" in caplog.text
         torch.manual_seed(0)
         save_checkpoint(tmp_path / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)))
-        command = [sys.executable, "-m", "sr_core.commands.upscale", str(tmp_path / "model.pt")]
-        listed = subprocess.run(command + [str(folder), "--out", str(tmp_path / "out")], capture_output=True,
-                                text=True, timeout=120, cwd=REPO)
-        assert listed.returncode == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
-        given = subprocess.run(command + [str(folder / "x.png"), "--out", str(tmp_path / "out2")], capture_output=True,
-                               text=True, timeout=120, cwd=REPO)
-        assert given.returncode == 1 and f"{folder / 'x.png'}: a FIFO, not a file" in given.stderr
-        with pytest.raises(ImageError, match="x.png: a FIFO, not a file"):  # any reader given the path
-            read_image(folder / "x.png")
+        with hang_fails(seconds=60):
+            listed = command_line(upscale_main, tmp_path / "model.pt", folder, "--out", tmp_path / "out")
+            assert listed.status == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+            given = command_line(upscale_main, tmp_path / "model.pt", folder / "x.png", "--out", tmp_path / "out2")
+            assert given.status == 1 and f"{folder / 'x.png'}: a FIFO, not a file" in given.err
+            with pytest.raises(ImageError, match="x.png: a FIFO, not a file"):  # any reader given the path
+                read_image(folder / "x.png")
 
 
 def test_writing_many_files_into_one_folder_lists_it_once(tmp_path, monkeypatch):
@@ -947,7 +954,8 @@ def test_pairs_match_on_normalised_names_and_rejects_say_when_names_differ_only_
     assert train_pairs[0].hr_path == tmp_path / "hr" / "cafe\u0301.png"  # the file as it is on disk
 
 
-def test_memory_is_estimated_before_it_is_spent_and_a_failed_allocation_is_one_line(tmp_path, monkeypatch):
+def test_memory_is_estimated_before_it_is_spent_and_a_failed_allocation_is_one_line(tmp_path, monkeypatch,
+                                                                                     command_line):
     """A flat 12000x12000 image (under the pixel limit) ended in a traceback: `RuntimeError: can't
     allocate memory: you tried to allocate 6912000000 bytes`. Here the machine's free memory is
     made small instead of the image large."""
@@ -965,8 +973,6 @@ def test_memory_is_estimated_before_it_is_spent_and_a_failed_allocation_is_one_l
     upscale_main(command + ["--tile", "64"])  # the network's share, tile by tile, fits
     assert read_rgb(tmp_path / "out" / "flat.png").shape == (1200, 1200, 3)
 
-    allocating = subprocess.run([sys.executable, "-c", "import torch; from sr_core.cli import run; "
-                                 "run(lambda: torch.empty(10**13, dtype=torch.uint8))"],
-                                capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert allocating.returncode == 1 and "Traceback" not in allocating.stderr
-    assert allocating.stderr.startswith("error: out of memory (10000.0 GB asked for): lower --tile (inference.tile)")
+    allocating = command_line(lambda argv: torch.empty(10**13, dtype=torch.uint8))  # fails before touching memory
+    assert allocating.status == 1
+    assert allocating.err.startswith("error: out of memory (10000.0 GB asked for): lower --tile (inference.tile)")

@@ -15,6 +15,7 @@ from sr_core import cli
 from sr_core.commands.compare import main as compare_main
 from sr_core.commands.datasets import BENCHMARKS
 from sr_core.commands.datasets import main as datasets_main
+from sr_core.commands.upscale import main as upscale_main
 from sr_core.evaluation import load_sets
 from sr_core.images import list_images
 
@@ -27,16 +28,6 @@ COMMANDS = {  # how a user runs it: the usage line it must show
     "benchmarks/train_throughput.py": "python benchmarks/train_throughput.py",
     "benchmarks/upsampler_collapse.py": "python benchmarks/upsampler_collapse.py",
 }
-
-
-def run(args: list[str], cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), "DVC_NO_ANALYTICS": "1", "PATH": "/usr/bin:/bin"})
-
-
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    assert result.returncode == 1, result.stderr
-    return [line for line in result.stderr.splitlines() if "error" in line.lower()]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -59,10 +50,11 @@ def test_help_shows_the_command_as_typed_and_every_default(command, monkeypatch,
     assert "--out-dir" not in text
 
 
-def test_a_missing_input_does_not_exist(tmp_path):
-    lines = error_lines(run(["-m", "sr_core.commands.upscale", str(REPO / "models/best.pt"), str(tmp_path / "nothere.png"),
-                             "--out", str(tmp_path / "out")]))
-    assert lines == [f"error: {tmp_path / 'nothere.png'} does not exist"]
+def test_a_missing_input_does_not_exist(tmp_path, command_line):
+    result = command_line(upscale_main, REPO / "models/best.pt", tmp_path / "nothere.png", "--out", tmp_path / "out")
+    assert result.status == 1
+    assert [line for line in result.err.splitlines() if "error" in line.lower()] == [
+        f"error: {tmp_path / 'nothere.png'} does not exist"]
 
 
 @pytest.fixture(scope="module")

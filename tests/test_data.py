@@ -2,14 +2,12 @@ import csv
 import json
 import itertools
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, save, write_params
+from conftest import save, stage_script, write_params
 from sr_core.config import load_params
 from sr_core.data import check_pairs, load_pair, read_split, split_names, write_split
 
@@ -71,24 +69,27 @@ def test_rgba_and_greyscale_pairs_are_valid(tmp_path, rng):
     assert [p.name for p in pairs] == ["grey.png", "rgba.png"] and rejects == []
 
 
-def run_split_stage(tmp_path, lr_dir, hr_dir):
-    """`python stages/split.py` in `tmp_path`, with params pointing at the given folders."""
-    write_params(tmp_path, {"data": {"train_lr_dir": str(lr_dir), "train_hr_dir": str(hr_dir)},
-                            "train": {"patch_size": 32}})
-    return subprocess.run([sys.executable, str(REPO / "stages" / "split.py")], cwd=tmp_path,
-                          capture_output=True, text=True)
+@pytest.fixture
+def split_stage(command_line, monkeypatch):
+    """`python stages/split.py` in a folder, with params pointing at the given folders."""
+    def run(folder, lr_dir, hr_dir):
+        write_params(folder, {"data": {"train_lr_dir": str(lr_dir), "train_hr_dir": str(hr_dir)},
+                              "train": {"patch_size": 32}})
+        monkeypatch.chdir(folder)
+        return command_line(stage_script("split"))
+    return run
 
 
-def test_split_stage_reports_rejects_in_files(paired_folder):
+def test_split_stage_reports_rejects_in_files(paired_folder, split_stage):
     (paired_folder / "lr" / "005.png").write_bytes(b"truncated")
     hr = np.asarray(Image.open(paired_folder / "hr" / "000.png"))
     alpha = np.full(hr.shape[:2], 255, np.uint8)
     alpha[:2] = 0  # two transparent rows: the pair is valid, what was dropped is said and counted
     save(paired_folder / "hr" / "000.png", np.dstack([hr, alpha]))
-    result = run_split_stage(paired_folder, paired_folder / "lr", paired_folder / "hr")
-    assert result.returncode == 0, result.stderr
-    assert "rejected 005.png" in result.stderr
-    assert f"hr/000.png: alpha is not opaque in {2 * hr.shape[1]:,} of {alpha.size:,} pixels" in result.stderr
+    result = split_stage(paired_folder, paired_folder / "lr", paired_folder / "hr")
+    assert result.status == 0, result.err
+    assert "rejected 005.png" in result.err
+    assert f"hr/000.png: alpha is not opaque in {2 * hr.shape[1]:,} of {alpha.size:,} pixels" in result.err
     with open(paired_folder / "data" / "rejects.csv", newline="") as f:
         assert [row["name"] for row in csv.DictReader(f)] == ["005.png"]
     counts = json.loads((paired_folder / "metrics" / "split.json").read_text())
@@ -96,13 +97,12 @@ def test_split_stage_reports_rejects_in_files(paired_folder):
                       "orientation_differs": 0, "deeper_than_8_bits": 0}
 
 
-def test_split_stage_fails_when_no_pair_is_valid(tmp_path, rng):
+def test_split_stage_fails_when_no_pair_is_valid(tmp_path, rng, split_stage):
     save(tmp_path / "lr" / "a.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     save(tmp_path / "hr" / "a.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
-    result = run_split_stage(tmp_path, tmp_path / "lr", tmp_path / "hr")
-    assert result.returncode != 0
-    assert "0 valid training pairs (1 rejected" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = split_stage(tmp_path, tmp_path / "lr", tmp_path / "hr")
+    assert result.status == 1
+    assert "0 valid training pairs (1 rejected" in result.err
 
 
 def test_decoding_in_threads_keeps_the_order_and_the_pixels(paired_folder):

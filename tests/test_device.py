@@ -5,15 +5,12 @@ subprocess), fp16 and bf16 through CPU autocast."""
 
 import csv
 import logging
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, preset, write_params
+from conftest import preset, stage_script, write_params
 from sr_core.checkpoint import load_checkpoint, save_train_state
 from sr_core.config import ModelConfig, Params, TrainConfig
 from sr_core.data import check_pairs, write_split
@@ -25,7 +22,6 @@ GIB = 2**30
 CUDA = torch.device("cuda")
 CARDS = {(9, 0): "NVIDIA H100 80GB HBM3", (8, 0): "NVIDIA A100-SXM4-40GB", (7, 5): "Tesla T4",
          (7, 0): "Tesla V100-SXM2-16GB", (6, 1): "Tesla P40", (6, 0): "Tesla P100-PCIE-16GB", (5, 2): "Tesla M60"}
-FAKE_CUDA = {"PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "hooks"), str(REPO)])}  # tests/hooks/sitecustomize.py
 
 
 def fake_gpu(monkeypatch, capability: tuple[int, int]) -> None:
@@ -87,16 +83,19 @@ def test_kernels_for_a_card_follow_cuda_binary_and_ptx_compatibility(capability,
     assert has_kernels(capability, arch_list) is runs
 
 
-def test_a_gpu_this_torch_has_no_kernels_for_is_refused_in_one_line_before_any_pair_is_decoded(paired_folder):
+def test_a_gpu_this_torch_has_no_kernels_for_is_refused_in_one_line_before_any_pair_is_decoded(
+        paired_folder, monkeypatch, command_line):
     names = sorted(p.name for p in (paired_folder / "lr").iterdir())
     write_split(paired_folder / "data" / "split.json", names[:5], names[5:])
     write_params(paired_folder, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                                  "model": {"num_blocks": 1, "num_features": 8}, "train": {"device": "auto"}})
-    env = os.environ | FAKE_CUDA | {"SR_FAKE_CUDA": "6,0", "SR_FAKE_CUDA_NAME": CARDS[(6, 0)]}
-    ran = subprocess.run([sys.executable, str(REPO / "stages" / "train.py")], cwd=paired_folder, env=env,
-                         capture_output=True, text=True)
-    assert ran.returncode == 1
-    error, hint = ran.stderr.strip().splitlines()
+    fake_gpu(monkeypatch, (6, 0))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr("sr_core.checkpoint.hold_train_state", lambda path: None)  # held by this process to its end
+    monkeypatch.chdir(paired_folder)
+    ran = command_line(stage_script("train"))
+    assert ran.status == 1
+    error, hint = ran.err.strip().splitlines()
     assert error.startswith("error: Tesla P100-PCIE-16GB (sm_60) is not among the GPUs this torch")
     assert f"has kernels for ({', '.join(torch.cuda.get_arch_list())})" in error
     assert "--index-url https://download.pytorch.org/whl/cu126" in error
@@ -143,7 +142,7 @@ def test_fp16_with_loss_scaling_trains_the_demo_network_as_fp32_does_and_records
         params = Params(lr=2e-3, model=preset("demo").model,
                         train=TrainConfig(epochs=3, batch_size=16, patch_size=32, patches_per_image=1, schedule="cosine",
                                           warmup_epochs=1, device="cpu", precision=precision))
-        summary = train(params, photo_tiles[:64], photo_tiles[-8:], *files)
+        summary = train(params, photo_tiles[:32], photo_tiles[-8:], *files)
         histories[precision] = history(files[1])
         assert (summary["precision"], summary["tf32"], summary["deterministic"], summary["gpu"]) == (
             precision, False, False, None)
@@ -226,20 +225,18 @@ def test_the_step_is_checked_on_the_gpu_before_any_pair_is_decoded(paired_folder
                     log_choice=True)
 
 
-def test_an_onnx_model_runs_on_onnxruntimes_cpu_where_it_has_no_gpu_provider(monkeypatch, tmp_path, caplog):
-    from sr_core.checkpoint import save_checkpoint
+@pytest.mark.parametrize("exported", ["demo"], indirect=True)
+def test_an_onnx_model_runs_on_onnxruntimes_cpu_where_it_has_no_gpu_provider(exported, monkeypatch, caplog):
     from sr_core.config import InferenceConfig
-    from sr_core.export import export
     from sr_core.inference import inference_model
     from sr_core.onnx_model import OnnxModel
 
-    save_checkpoint(tmp_path / "best.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)))
-    export(tmp_path / "best.pt", tmp_path / "best.onnx", tmp_path / "best.safetensors")
+    onnx_path = exported[2]
     fake_gpu(monkeypatch, (7, 5))
     monkeypatch.setattr("sr_core.inference.onnxruntime_has_cuda", lambda: False)
     with caplog.at_level(logging.INFO):
-        model = inference_model(tmp_path / "best.onnx", InferenceConfig(device="auto"))
+        model = inference_model(onnx_path, InferenceConfig(device="auto"))
     assert isinstance(model, OnnxModel) and model.device.type == "cpu"
     assert "has no CUDA provider, so the ONNX model runs on the CPU (pip install onnxruntime-gpu" in caplog.text
     with pytest.raises(ValueError, match="install onnxruntime-gpu, or run on the CPU"):  # a GPU asked for by name
-        inference_model(tmp_path / "best.onnx", InferenceConfig(device="cuda"))
+        inference_model(onnx_path, InferenceConfig(device="cuda"))

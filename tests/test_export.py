@@ -2,8 +2,6 @@
 the project's commands run them alike, and that a file that is not one is refused by name."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,48 +12,16 @@ import torch
 from onnx import TensorProto, helper
 from safetensors.torch import load_file, save_file
 
-from conftest import REPO, preset, save
+from conftest import DEMO, save, trained_looking
 from sr_core.checkpoint import load_model, save_checkpoint
 from sr_core.commands.export import main as export_main
 from sr_core.commands.upscale import main as upscale_main
-from sr_core.config import ModelConfig
-from sr_core.export import OPSET, agreement, export, write_checked
+from sr_core.export import OPSET, agreement, write_checked
 from sr_core.images import read_image
 from sr_core.inference import SelfEnsemble, upscale
 from sr_core.model import SRResNet
 from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel
 from sr_core.training import load_init_weights
-
-DEMO = preset("demo").model
-VARIANTS = {  # the demo network, and without the bicubic residual but with BatchNorm (the reference script's)
-    "demo": DEMO,
-    "no residual, BatchNorm": DEMO.model_copy(update=dict(bicubic_residual=False, batch_norm=True, activation="prelu")),
-}
-
-
-def trained_looking(config: ModelConfig) -> SRResNet:
-    """A network of `config` whose BatchNorm layers hold statistics other than their defaults, so
-    that folding them into the convolutions is put to the test."""
-    torch.manual_seed(0)
-    model = SRResNet(config)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.1, 0.1)
-    return model.eval()
-
-
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def exported(request, tmp_path_factory):
-    """(the PyTorch model, its checkpoint, .onnx, .safetensors), exported by the command."""
-    folder = tmp_path_factory.mktemp("export")
-    model = trained_looking(VARIANTS[request.param])
-    save_checkpoint(folder / "best.pt", model)
-    export(folder / "best.pt", folder / "best.onnx", folder / "best.safetensors")
-    return model, folder / "best.pt", folder / "best.onnx", folder / "best.safetensors"
-
 
 def test_onnx_file_has_the_stated_contract(exported):
     model, _, onnx_path, _ = exported
@@ -202,11 +168,10 @@ def bad_safetensors_files(folder, good):
     ]
 
 
-def test_files_that_are_not_exports_are_refused_by_name(tmp_path):
-    model = trained_looking(DEMO)
-    save_checkpoint(tmp_path / "best.pt", model)
-    export(tmp_path / "best.pt", tmp_path / "best.onnx", tmp_path / "best.safetensors")
-    cases = bad_onnx_files(tmp_path, tmp_path / "best.onnx") + bad_safetensors_files(tmp_path, tmp_path / "best.safetensors")
+@pytest.mark.parametrize("exported", ["demo"], indirect=True)
+def test_files_that_are_not_exports_are_refused_by_name(exported, tmp_path, command_line):
+    _, _, onnx_path, safetensors_path = exported
+    cases = bad_onnx_files(tmp_path, onnx_path) + bad_safetensors_files(tmp_path, safetensors_path)
     for path, message in cases:
         with pytest.raises(ValueError) as error:
             load_model(path, torch.device("cpu"))
@@ -214,11 +179,10 @@ def test_files_that_are_not_exports_are_refused_by_name(tmp_path):
     # through the command: one line naming the file
     save(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
     damaged = tmp_path / "damaged.onnx"
-    result = subprocess.run([sys.executable, "-m", "sr_core.commands.upscale", str(damaged), str(tmp_path / "in"), "--out",
-                             str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
-    assert result.returncode != 0
-    assert result.stderr.startswith(f"error: {damaged}: not an ONNX model, or damaged")
-    assert len(result.stderr.strip().splitlines()) == 2  # the error, and how to see the traceback
+    result = command_line(upscale_main, damaged, tmp_path / "in", "--out", tmp_path / "out")
+    assert result.status == 1
+    assert result.err.startswith(f"error: {damaged}: not an ONNX model, or damaged")
+    assert len(result.err.strip().splitlines()) == 2  # the error, and how to see the traceback
 
 
 def test_an_onnx_export_is_no_starting_point_for_training(exported):

@@ -16,6 +16,7 @@ from safetensors import safe_open
 from conftest import REPO, save
 from sr_core.checkpoint import GENERAL_MODEL, load_model
 from sr_core.commands.benchmark import main as benchmark_main
+from sr_core.commands.upscale import main as upscale_main
 from sr_core.data import list_folder
 from sr_core.images import bicubic_downscale, bicubic_upscale, read_rgb
 from sr_core.metrics import psnr_y
@@ -84,17 +85,15 @@ def test_sr_upscale_with_no_model_beats_bicubic_from_an_installed_wheel(tmp_path
     assert sorted(p.name for p in work.rglob("*")) == ["photo.png", "photo.png", "up"]
 
 
-def test_the_console_script_takes_a_model_or_none(tmp_path):
+def test_sr_upscale_takes_a_model_or_none(tmp_path, command_line):
     hr, lr = photo()
     save(tmp_path / "photo.png", lr)
-    script = Path(sys.executable).parent / "sr-upscale"
-    for model, out in (([], "general"), ([str(GENERAL_MODEL)], "given")):
-        result = subprocess.run([str(script), *model, "photo.png", "--out", out], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
+    for model, out in (([], "general"), ([GENERAL_MODEL], "given")):
+        result = command_line(upscale_main, *model, tmp_path / "photo.png", "--out", tmp_path / out)
+        assert result.status == 0, result.err
     assert (read_rgb(tmp_path / "general" / "photo.png") == read_rgb(tmp_path / "given" / "photo.png")).all()
-    alone = subprocess.run([str(script), str(GENERAL_MODEL), "--out", "up"], cwd=tmp_path, capture_output=True, text=True)
-    assert alone.returncode == 2 and "give the images or folders to upscale after the model" in alone.stderr
+    alone = command_line(upscale_main, GENERAL_MODEL, "--out", tmp_path / "up")
+    assert alone.status == 2 and "give the images or folders to upscale after the model" in alone.err
 
 
 def test_degraded_pairs_are_not_bicubic_are_the_same_on_every_run_and_pair_up(tmp_path):

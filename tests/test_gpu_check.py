@@ -60,9 +60,12 @@ def test_smoke_run_measures_every_part(tmp_path):
         assert f"## {name} (ok" in result.stdout
 
 
-def test_parts_that_do_not_fit_the_time_box_are_recorded_as_skipped(tmp_path):
-    result = run_check(tmp_path, "--smoke", "--minutes", "0")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_parts_that_do_not_fit_the_time_box_are_recorded_as_skipped(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import gpu_check
+
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--out", str(tmp_path), "--smoke", "--minutes", "0"])
+    gpu_check.main()  # in this process: no part runs
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert [part["part"] for part in report["parts"]] == PARTS
     assert all(part["status"].startswith("skipped:") for part in report["parts"][1:])

@@ -1,10 +1,12 @@
 import csv
 import hashlib
 import importlib.util
+import io
 import logging
 import math
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from sr_core.distributed import LAUNCHER_PID, launch
 from sr_core.metrics import psnr_y
 from sr_core.model import ModelConfig
 from sr_core.schedule import MAX_WARMUP_SHARE, Schedule
+from sr_core import training
 from sr_core.training import copy_state, fingerprint, train
 
 
@@ -219,7 +222,7 @@ def workspace(paired_folder):
         "lr": 1e-3,
         "data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
         "model": {"num_blocks": 1, "num_features": 8, "bicubic_residual": True},
-        "train": {"epochs": 8, "batch_size": 4, "patch_size": 32, "patches_per_image": 40,
+        "train": {"epochs": 8, "batch_size": 4, "patch_size": 32, "patches_per_image": 20,
                   "schedule": "cosine", "ema_decay": 0.5, "device": "cpu"},
     }
     write_params(paired_folder, params)
@@ -230,8 +233,13 @@ def train_command(*prefix: str) -> list[str]:
     return [sys.executable, *prefix, str(REPO / "stages" / "train.py")]
 
 
+def run_script(path: Path) -> None:
+    """A stage's script run in this process, as `python PATH` runs it."""
+    runpy.run_path(str(path), run_name="__main__")
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_factory):
+def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_factory, monkeypatch, caplog):
     uninterrupted = tmp_path_factory.mktemp("uninterrupted")
     subprocess.run(["cp", "-r", f"{workspace}/.", str(uninterrupted)], check=True)
     subprocess.run(train_command(), cwd=uninterrupted, check=True, capture_output=True)
@@ -257,35 +265,46 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
     best = torch.load(workspace / "models" / "best.pt", weights_only=True)
     assert best["epoch"] == int(max(rows, key=lambda row: float(row["val_psnr_rgb"]))["epoch"])
 
-    (workspace / "models" / "best.pt").unlink()
-    reused = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True)
-    assert reused.returncode == 0, reused.stderr  # a run DVC did not record (dvc killed, params.yaml edited)
-    assert "of these params, code and data: its model, history and metrics are written again" in reused.stderr
+    (workspace / "models" / "best.pt").unlink()  # a run DVC did not record (dvc killed, params.yaml edited)
+    monkeypatch.setattr(training, "train_epoch", lambda *args: pytest.fail("trained again"))
+    caplog.set_level(logging.INFO)
+    train_stage_here(workspace, monkeypatch)
+    assert "of these params, code and data: its model, history and metrics are written again" in caplog.text
     assert read_history(workspace) == rows and (workspace / "models" / "best.pt").exists()
-    assert "epoch 1/8" not in reused.stderr  # not trained again
 
     os.utime(workspace / "hr" / sorted(os.listdir(workspace / "hr"))[0])  # as an edited image
-    assert "from a finished run (8 epochs) of other code or data: starting afresh" in resume_decision(workspace)
+    assert "from a finished run (8 epochs) of other code or data: starting afresh" in resume_decision(
+        workspace, monkeypatch, caplog)
 
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["lr"] = 5e-4  # another run: its state must not be resumed
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
-    fresh = resume_decision(workspace)
+    fresh = resume_decision(workspace, monkeypatch, caplog)
     assert "starting afresh" in fresh and "resuming" not in fresh
 
 
-def resume_decision(workspace: Path) -> str:
-    """The train stage's log up to the line that says whether it resumes or starts afresh; the
-    training it would then run is stopped, as it proves nothing more."""
-    process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if "resuming" in line or "afresh" in line:
-            break
-    process.kill()
-    process.wait()
-    return "".join(lines)
+def train_stage_here(workspace: Path, monkeypatch) -> None:
+    """stages/train.py on `workspace`, in this process (without the lock on its resume state, which
+    this process would hold to its end)."""
+    monkeypatch.chdir(workspace)
+    monkeypatch.setattr("sr_core.checkpoint.hold_train_state", lambda path: None)
+    run_script(REPO / "stages" / "train.py")
+
+
+class Decided(Exception):
+    """Raised where training would start its first epoch."""
+
+
+def resume_decision(workspace: Path, monkeypatch, caplog) -> str:
+    """The train stage's log up to where it has said whether it resumes or starts afresh; the
+    training it would then run is not run, as it proves nothing more."""
+    def decided(*args):
+        raise Decided
+    monkeypatch.setattr(training, "train_epoch", decided)
+    caplog.clear()
+    with pytest.raises(Decided):
+        train_stage_here(workspace, monkeypatch)
+    return caplog.text
 
 
 def test_one_process_on_one_machine_starts_no_torchrun(monkeypatch):
@@ -478,30 +497,30 @@ def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(phot
     assert spread < 1e-3, f"not collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
 
 
-def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace):
+def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace, monkeypatch):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8}, "lr": 1e-3,
-                             "train": {"epochs": 8, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
+                             "train": {"epochs": 4, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
     process = subprocess.Popen(train_command(), cwd=workspace, stderr=subprocess.PIPE, text=True)
-    edited_at = wait_for_epochs(workspace, process, 1)  # the check runs at the stage's end: 7 epochs on
+    edited_at = wait_for_epochs(workspace, process, 1)  # the check runs at the stage's end: 3 epochs on
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["lr"], params["evaluate"]["num_samples"] = "5e-04", 1  # as `dvc exp run -S lr=5e-4` writes it
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
     _, stderr = process.communicate(timeout=300)
-    assert edited_at < 8 and process.returncode == 1
+    assert edited_at < 4 and process.returncode == 1
     assert stderr.splitlines()[-2].startswith("error: params.yaml changed while stage train ran (lr 0.001 at its "
                                               "start, 0.0005 now), so it fails and DVC records nothing")
     assert "num_samples" not in stderr  # a key the train stage does not track
 
     # the stages that use the model refuse it: it is not what params.yaml now trains
-    evaluate = subprocess.run([sys.executable, str(REPO / "stages" / "evaluate.py")], cwd=workspace,
-                              capture_output=True, text=True)
-    assert evaluate.returncode == 1
+    monkeypatch.chdir(workspace)
+    with pytest.raises(SystemExit) as evaluate:
+        run_script(REPO / "stages" / "evaluate.py")
     assert ("models/best.pt was trained with other params than params.yaml's (lr 0.001 there, 0.0005 in "
-            "params.yaml)") in evaluate.stderr
+            "params.yaml)") in str(evaluate.value.code)
 
 
-def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
+def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace, monkeypatch):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8},
                              "train": {"epochs": 200, "batch_size": 4, "patch_size": 32, "device": "cpu"}})
@@ -512,10 +531,11 @@ def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
     wait_for_epochs(workspace, parent, 1)
     (trainer,) = psutil.Process(parent.pid).children()
 
-    second = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True, timeout=60)
-    assert second.returncode == 1
-    assert (f"error: models/last.pt: another training is running on it (process {trainer.pid}), and two would "
-            f"overwrite each other's files") in second.stderr
+    monkeypatch.chdir(workspace)
+    with pytest.raises(SystemExit) as second:  # the stage's script, in this process
+        run_script(REPO / "stages" / "train.py")
+    assert str(second.value.code).startswith(f"error: models/last.pt: another training is running on it (process "
+                                             f"{trainer.pid}), and two would overwrite each other's files")
     assert trainer.is_running()
 
     parent.kill()
@@ -524,18 +544,19 @@ def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace):
     hold_train_state(workspace / "models" / "last.pt")  # free again: the next run resumes (tested above)
 
 
-def test_without_a_terminal_training_logs_its_progress_within_epochs(workspace):
+def test_without_a_terminal_training_logs_its_progress_within_epochs(paired_folder, monkeypatch, caplog):
     """Under `dvc repro` in a log, a CI job or a notebook, tqdm's bar is off: lines say how it goes."""
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["train"]["epochs"] = 3
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run(train_command(), cwd=workspace, capture_output=True, text=True,
-                            env=os.environ | {"SR_PROGRESS_SECONDS": "0.05"})
-    assert result.returncode == 0, result.stderr
-    lines = re.findall(r"epoch (\d)/3: step (\d+)/50, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
-                       result.stderr)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, whatever pytest's capture
+    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.03)
+    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
+    out = paired_folder / "out"
+    caplog.set_level(logging.INFO)
+    train(tiny_params(patches_per_image=20, batch_size=4), pairs[:5], pairs[5:], out / "best.pt", out / "history.csv",
+          out / "last.pt", out / "cache")
+    lines = re.findall(r"epoch (\d)/3: step (\d+)/25, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
+                       caplog.text)
     assert {int(epoch) for epoch, *_ in lines} == {1, 2, 3}  # every epoch reports
-    assert all(0 < int(step) < 50 and float(rate) > 0 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
+    assert all(0 < int(step) < 25 and float(rate) > 0 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
     first, last = (3600 * int(h) + 60 * int(m) + int(s) for *_, h, m, s in (lines[0], lines[-1]))
     assert last < first  # the time left counts down
 
