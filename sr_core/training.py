@@ -316,7 +316,7 @@ def end_epoch(run: Run, epoch: int, epoch_start: float, loss_sum: torch.Tensor, 
     steps = (epoch - 1) * run.steps_per_epoch + taken
     # planned before validation, so that the last epoch is validated
     run.schedule.plan(run.elapsed + agreed(time.perf_counter() - epoch_start, run.world_size, run.device), steps)
-    last = run.schedule.ends_before(steps)
+    last = run.schedule.ends_before(epoch * run.steps_per_epoch)  # the next epoch's first step: none if cut short
     batcher_states = from_every_rank(batcher.state(), run.world_size)  # a collective: every rank joins
     if run.is_main:
         eval_model = run.ema.module if run.ema is not None else run.model

@@ -10,6 +10,7 @@ import runpy
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -329,6 +330,7 @@ def test_several_processes_or_machines_exec_torchrun_in_this_process(monkeypatch
     assert os.environ[LAUNCHER_PID] == str(os.getpid())  # the workers' parent once exec'd
 
 
+@pytest.mark.slow
 def test_torchrun_started_by_hand_must_match_train_processes(workspace):
     result = subprocess.run(train_command("-m", "torch.distributed.run", "--nproc-per-node=2"),
                             cwd=workspace, capture_output=True, text=True, timeout=240)
@@ -389,17 +391,20 @@ def test_validation_equals_the_reference_metrics(paired_folder):
             assert val[key] == pytest.approx(sum(r[key] for r in reference) / len(reference), rel=1e-5), key
 
 
-def budget_run(paired_folder: Path, monkeypatch, **train_changes) -> tuple[dict, list[dict]]:
-    """A run under a fake clock that advances one second per training step (validation takes no time)."""
+def budget_run(paired_folder: Path, monkeypatch, step_seconds: Callable[[int], float] = lambda step: 1.0,
+               **train_changes) -> tuple[dict, list[dict]]:
+    """A run under a fake clock that advances `step_seconds(step)` per training step, one second
+    unless given (validation takes no time)."""
     import types
     import sr_core.training
     from sr_core.sampler import PatchBatcher
-    clock = [0.0]
+    clock, taken = [0.0], [0]
     monkeypatch.setattr(sr_core.training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     sample = PatchBatcher.sample
 
     def timed_sample(self):
-        clock[0] += 1.0
+        clock[0] += step_seconds(taken[0])
+        taken[0] += 1
         return sample(self)
     monkeypatch.setattr(PatchBatcher, "sample", timed_sample)
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
@@ -423,6 +428,16 @@ def test_a_time_budget_ends_the_run_at_the_step_it_runs_out(paired_folder, monke
     # epoch 1 under the nominal plan (40 steps), then the 10 that fit
     cosine = [0.5 * (1 + math.cos(math.pi * step / total)) * 1e-3 for step, total in ((3, 40), (7, 10), (9, 10))]
     assert [float(row["lr"]) for row in rows] == pytest.approx(cosine) and float(rows[-1]["lr"]) > 0
+
+
+def test_an_epoch_cut_short_by_the_budget_is_the_last_even_when_the_steps_speed_up(paired_folder, monkeypatch):
+    """20 steps an epoch, a 15-second budget: steps 2 to 11 take 1 s, so 15 steps are planned; the
+    next ones take 0.5 s, and with 2 s left after step 15 the plan grew to 17, past the epoch's
+    cut but short of epoch 2's first step (20): epoch 2 took no step and divided its loss by 0."""
+    summary, rows = budget_run(paired_folder, monkeypatch, step_seconds=lambda step: 1.0 if step < 11 else 0.5,
+                               epochs=10, patches_per_image=10, time_limit_minutes=15 / 60)
+    assert [(int(row["steps"]), float(row["seconds"])) for row in rows] == [(15, 13.0)]
+    assert (summary["epochs"], summary["steps"], summary["stopped_by"]) == (1, 15, "time limit")
 
 
 def test_a_budget_shorter_than_an_epoch_is_planned_from_the_first_steps(paired_folder, monkeypatch):
@@ -497,6 +512,7 @@ def test_the_reference_network_with_a_bicubic_residual_collapses_at_lr_1e_3(phot
     assert spread < 1e-3, f"not collapsed: gain {gain:.3f} dB, spread {spread:.3f} levels"
 
 
+@pytest.mark.slow
 def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace, monkeypatch):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8}, "lr": 1e-3,
@@ -520,6 +536,7 @@ def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace, monk
             "params.yaml)") in str(evaluate.value.code)
 
 
+@pytest.mark.slow
 def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace, monkeypatch):
     write_params(workspace, {"data": {"train_lr_dir": "lr", "train_hr_dir": "hr"},
                              "model": {"num_blocks": 1, "num_features": 8},
