@@ -328,9 +328,11 @@ def report(results: dict) -> None:
             extra = (f"  (now with 1 worker {t['now, 1 worker']:.4f} s: {results['workers']} workers are "
                      f"{t['now, 1 worker'] / t['now']:.2f}x faster)")
         print(f"{name:34s} {t['baseline']:9.4f} {t['now']:9.4f} {t['baseline'] / t['now']:8.2f}x{extra}")
-    memory = results["memory_bytes_per_output_pixel"]
-    print(f"{'upscale memory, bytes/output px':34s} {memory['baseline']:9.2f} {memory['now']:9.2f}")
-    print(f"{'sr-upscale, whole process, B/px':34s} {'':9s} {results['upscale_command_bytes_per_output_pixel']:9.2f}")
+    if "memory_bytes_per_output_pixel" in results:
+        memory = results["memory_bytes_per_output_pixel"]
+        print(f"{'upscale memory, bytes/output px':34s} {memory['baseline']:9.2f} {memory['now']:9.2f}")
+        print(f"{'sr-upscale, whole process, B/px':34s} {'':9s} "
+              f"{results['upscale_command_bytes_per_output_pixel']:9.2f}")
     print(f"train step of the reference script's network: {results['train_step_seconds']:.3f} s per image")
     print("\nPNG compression of one SR image:")
     for level, value in results["png_levels"].items():
@@ -361,6 +363,8 @@ def main() -> None:
                         help="the two LR sides of the memory measurement")
     parser.add_argument("--command-memory-sides", type=int, nargs=2, default=(600, 1200),
                         help="the two LR sides of the whole upscale command's memory measurement")
+    parser.add_argument("--skip-memory", action="store_true",
+                        help="leave out the memory measurements (six fresh processes, each importing torch)")
     parser.add_argument("--out", type=Path, default=Path("real_scale.json"), help="the JSON file written")
     args = parser.parse_args()
     device = torch.device("cuda" if cuda else "cpu")
@@ -393,13 +397,14 @@ def main() -> None:
         timings |= measure_submission(folder, [pair.lr_path for pair in pairs], sr_imgs, workers, device)
         results["train_step_seconds"] = measure_train_step(model, args.width, args.height, device)
 
-    results["memory_bytes_per_output_pixel"] = {path: memory_slope(path, args.memory_sides)
-                                                 for path in ("baseline", "now")}
-    with tempfile.TemporaryDirectory() as tmp:  # the whole command, with a one-block network
-        torch.manual_seed(0)
-        save_checkpoint(Path(tmp) / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval())
-        results["upscale_command_bytes_per_output_pixel"] = command_memory_slope(
-            Path(tmp) / "model.pt", Path(tmp), tuple(args.command_memory_sides))
+    if not args.skip_memory:
+        results["memory_bytes_per_output_pixel"] = {path: memory_slope(path, args.memory_sides)
+                                                     for path in ("baseline", "now")}
+        with tempfile.TemporaryDirectory() as tmp:  # the whole command, with a one-block network
+            torch.manual_seed(0)
+            save_checkpoint(Path(tmp) / "model.pt", SRResNet(ModelConfig(num_blocks=1, num_features=8)).eval())
+            results["upscale_command_bytes_per_output_pixel"] = command_memory_slope(
+                Path(tmp) / "model.pt", Path(tmp), tuple(args.command_memory_sides))
     results["projections"] = project(results, hr_mpix, args, cuda)
     report(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

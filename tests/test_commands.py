@@ -1,6 +1,7 @@
 """One command-line style: `prog` as typed, defaults in `--help`, `--out` for results, and every
 expected failure as one `error:` line."""
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -48,6 +49,17 @@ def test_help_shows_the_command_as_typed_and_every_default(command, monkeypatch,
     options = [line.split()[0] for line in out.splitlines() if line.startswith("  -") and "--help" not in line]
     assert text.count("(default: ") >= len(options) > 0
     assert "--out-dir" not in text
+
+
+def test_each_command_runs_as_a_module_too():
+    """`python -m sr_core.commands.NAME`, the console script's other form: each module ends by
+    calling its `command`, and one runs so here (sr-preset's, which starts without torch)."""
+    for module in (name for name in COMMANDS if name.startswith("sr_core")):
+        last = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text()).body[-1]
+        assert ast.unparse(last) == "if __name__ == '__main__':\n    command()", module
+    result = subprocess.run([sys.executable, "-m", "sr_core.commands.preset", "--help"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and result.stdout.startswith("usage: sr-preset ")
 
 
 def test_a_missing_input_does_not_exist(tmp_path, command_line):

@@ -12,6 +12,8 @@ from packaging.requirements import Requirement
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # pip resolves and installs
+
 
 def test_install_keeps_the_torch_already_there(tmp_path):
     """pip's own resolution (a dry run, nothing changed) of `pip install -e .` in this environment,

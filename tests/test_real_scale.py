@@ -14,8 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_real_scale_benchmark_runs_and_reports_every_part(tmp_path):
     out = tmp_path / "real_scale.json"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "real_scale.py"), "--images", "3",
-                             "--infer-images", "1", "--width", "192", "--height", "108", "--memory-sides", "60", "180",
-                             "--command-memory-sides", "60", "120",
+                             "--infer-images", "1", "--width", "192", "--height", "108", "--skip-memory",
                              "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -25,8 +24,9 @@ def test_real_scale_benchmark_runs_and_reports_every_part(tmp_path):
     for name, timing in results["per_image_seconds"].items():
         assert timing["baseline"] > 0 and timing["now"] > 0, name
     assert set(results["png_levels"]) == {"0", "1", "3", "6", "9"}
-    assert set(results["memory_bytes_per_output_pixel"]) == {"baseline", "now"}  # measured in earnest: test_inference
-    assert results["upscale_command_bytes_per_output_pixel"] > 0  # measured in earnest: test_bad_inputs r2-7
+    # the memory figures' functions run in earnest in test_bad_inputs (large_test_image_memory,
+    # whole_upscale_command_memory): six fresh processes that would double this test's time
+    assert "memory_bytes_per_output_pixel" not in results
     for machine in ("this machine", "16-core GPU machine"):
         assert results["projections"][machine]["predict+submit 500"]["now"] > 0
     assert "speed-up" in result.stdout and "projections" in result.stdout

@@ -1,7 +1,3 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -59,15 +55,6 @@ def test_two_inputs_with_one_output_name_are_refused(tmp_path, checkpoint, rng):
     save(tmp_path / "two" / "a.jpg", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="a.png, .*a.jpg would all be written to"):
         main([str(checkpoint), str(tmp_path / "one"), str(tmp_path / "two"), "--out", str(tmp_path / "out")])
-
-
-def test_the_console_script_upscales(tmp_path, checkpoint, rng):
-    """`sr-upscale` as installed, a program of its own (the other tests call its `main`)."""
-    save(tmp_path / "in" / "a.png", rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
-    result = subprocess.run([str(Path(sys.executable).parent / "sr-upscale"), str(checkpoint), str(tmp_path / "in"),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert read_rgb(tmp_path / "out" / "a.png").shape == (20, 28, 3)
 
 
 def test_a_folder_keeps_going_past_a_bad_file_and_names_it(tmp_path, command_line):
