@@ -1,4 +1,5 @@
 import csv
+import importlib.util
 import logging
 import runpy
 import socket
@@ -16,10 +17,10 @@ import yaml
 from PIL import Image
 
 from sr_core import cli
+from sr_core.checkpoint import save_checkpoint
 from sr_core.config import DemoConfig, ModelConfig, Params
 from sr_core.data import check_pairs
 from sr_core.demo import make_demo_data
-from sr_core.checkpoint import save_checkpoint
 from sr_core.export import export
 from sr_core.model import SRResNet
 from sr_core.preset import preset_params, read_preset
@@ -179,6 +180,15 @@ def command_line(capsys) -> Callable[..., Ran]:
     return run
 
 
+def stage(name: str):
+    """stages/NAME.py as a module, to call the stage's function in this process."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def stage_script(name: str) -> Callable[[list[str]], object]:
-    """stages/NAME.py as `command_line` runs a command: `python stages/NAME.py` in this process."""
+    """`python stages/NAME.py` (its one-line errors, its params check), in this process, as
+    `command_line` runs a command's `main`."""
     return lambda argv: runpy.run_path(str(REPO / "stages" / f"{name}.py"), run_name="__main__")

@@ -1,12 +1,10 @@
 import csv
 import hashlib
-import importlib.util
 import io
 import logging
 import math
 import os
 import re
-import runpy
 import signal
 import subprocess
 import sys
@@ -21,7 +19,8 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image, ImageFilter
 
-from conftest import REPO, free_port, preset, read_history, wait_for_epochs, write_params
+from conftest import REPO, free_port, preset, read_history, stage, wait_for_epochs, write_params
+from sr_core import training
 from sr_core.checkpoint import hold_train_state, load_checkpoint, load_model, save_train_state
 from sr_core.config import Params, TrainConfig, load_params
 from sr_core.data import check_pairs, load_pair, write_split
@@ -29,7 +28,6 @@ from sr_core.distributed import LAUNCHER_PID, launch
 from sr_core.metrics import psnr_y
 from sr_core.model import ModelConfig
 from sr_core.schedule import MAX_WARMUP_SHARE, Schedule
-from sr_core import training
 from sr_core.training import copy_state, fingerprint, train
 
 
@@ -234,11 +232,6 @@ def train_command(*prefix: str) -> list[str]:
     return [sys.executable, *prefix, str(REPO / "stages" / "train.py")]
 
 
-def run_script(path: Path) -> None:
-    """A stage's script run in this process, as `python PATH` runs it."""
-    runpy.run_path(str(path), run_name="__main__")
-
-
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_factory, monkeypatch, caplog):
     uninterrupted = tmp_path_factory.mktemp("uninterrupted")
@@ -285,11 +278,12 @@ def test_resume_after_sigkill_continues_where_it_stopped(workspace, tmp_path_fac
 
 
 def train_stage_here(workspace: Path, monkeypatch) -> None:
-    """stages/train.py on `workspace`, in this process (without the lock on its resume state, which
+    """The train stage on `workspace`, in this process (without the lock on its resume state, which
     this process would hold to its end)."""
     monkeypatch.chdir(workspace)
-    monkeypatch.setattr("sr_core.checkpoint.hold_train_state", lambda path: None)
-    run_script(REPO / "stages" / "train.py")
+    train_stage = stage("train")
+    monkeypatch.setattr(train_stage, "hold_train_state", lambda path: None)
+    train_stage.train(load_params())
 
 
 class Decided(Exception):
@@ -396,10 +390,9 @@ def budget_run(paired_folder: Path, monkeypatch, step_seconds: Callable[[int], f
     """A run under a fake clock that advances `step_seconds(step)` per training step, one second
     unless given (validation takes no time)."""
     import types
-    import sr_core.training
     from sr_core.sampler import PatchBatcher
     clock, taken = [0.0], [0]
-    monkeypatch.setattr(sr_core.training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     sample = PatchBatcher.sample
 
     def timed_sample(self):
@@ -530,10 +523,9 @@ def test_params_edited_while_a_stage_runs_fail_it_naming_the_key(workspace, monk
 
     # the stages that use the model refuse it: it is not what params.yaml now trains
     monkeypatch.chdir(workspace)
-    with pytest.raises(SystemExit) as evaluate:
-        run_script(REPO / "stages" / "evaluate.py")
-    assert ("models/best.pt was trained with other params than params.yaml's (lr 0.001 there, 0.0005 in "
-            "params.yaml)") in str(evaluate.value.code)
+    with pytest.raises(ValueError, match=re.escape("models/best.pt was trained with other params than params.yaml's "
+                                                   "(lr 0.001 there, 0.0005 in params.yaml)")):
+        stage("evaluate").evaluate(load_params())
 
 
 @pytest.mark.slow
@@ -549,10 +541,9 @@ def test_one_training_at_a_time_and_it_dies_with_its_parent(workspace, monkeypat
     (trainer,) = psutil.Process(parent.pid).children()
 
     monkeypatch.chdir(workspace)
-    with pytest.raises(SystemExit) as second:  # the stage's script, in this process
-        run_script(REPO / "stages" / "train.py")
-    assert str(second.value.code).startswith(f"error: models/last.pt: another training is running on it (process "
-                                             f"{trainer.pid}), and two would overwrite each other's files")
+    with pytest.raises(ValueError, match=re.escape(f"models/last.pt: another training is running on it (process "
+                                                   f"{trainer.pid}), and two would overwrite each other's files")):
+        stage("train").train(load_params())  # the stage's function, in this process
     assert trainer.is_running()
 
     parent.kill()
@@ -587,14 +578,6 @@ def killed_after_epoch(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
 
     monkeypatch.setattr("sr_core.training.save_train_state", save_then_stop)
-
-
-def stage(name: str):
-    """stages/NAME.py as a module, to run a stage's function in this process."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_resume_state_made_on_other_pixels_under_the_same_names_starts_afresh(paired_folder, monkeypatch, caplog):
