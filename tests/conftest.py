@@ -1,12 +1,14 @@
 import csv
 import importlib.util
 import logging
+import logging.handlers
 import runpy
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +20,10 @@ from PIL import Image
 
 from sr_core import cli
 from sr_core.checkpoint import save_checkpoint
+from sr_core.commands.export import main as export_main
 from sr_core.config import DemoConfig, ModelConfig, Params
 from sr_core.data import check_pairs
 from sr_core.demo import make_demo_data
-from sr_core.export import export
 from sr_core.model import SRResNet
 from sr_core.preset import preset_params, read_preset
 
@@ -111,14 +113,43 @@ def trained_looking(config: ModelConfig) -> SRResNet:
     return model.eval()
 
 
+@contextmanager
+def logging_to(handler: logging.Handler) -> Iterator[logging.Handler]:
+    """The INFO log and above also go to `handler` for the block, as a command's logging setup
+    sends them to stderr."""
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A network exported by sr-export: the files it wrote and what it logged."""
+    model: SRResNet
+    checkpoint: Path
+    onnx: Path
+    safetensors: Path
+    logged: str
+
+
 @pytest.fixture(scope="session", params=list(VARIANTS))
-def exported(request, tmp_path_factory):
-    """(the PyTorch model, its checkpoint, .onnx, .safetensors), exported once for the session."""
+def exported(request, tmp_path_factory) -> Exported:
+    """Each network variant exported once for the session by sr-export's `main` (`--out`, and
+    `--fp16` for the demo network): the files every export test reads."""
     folder = tmp_path_factory.mktemp("export")
     model = trained_looking(VARIANTS[request.param])
-    save_checkpoint(folder / "best.pt", model)
-    export(folder / "best.pt", folder / "best.onnx", folder / "best.safetensors")
-    return model, folder / "best.pt", folder / "best.onnx", folder / "best.safetensors"
+    save_checkpoint(folder / "best.v2.pt", model)
+    with logging_to(logging.handlers.BufferingHandler(capacity=1000)) as handler:
+        export_main([str(folder / "best.v2.pt"), "--out", str(folder / "out"),
+                     *(["--fp16"] if request.param == "demo" else [])])
+    return Exported(model, folder / "best.v2.pt", folder / "out" / "best.v2.onnx", folder / "out" / "best.v2.safetensors",
+                    "\n".join(record.getMessage() for record in handler.buffer))
 
 
 def free_port() -> int:
@@ -161,20 +192,14 @@ def command_line(capsys) -> Callable[..., Ran]:
     are run as programs where that is what a test proves."""
     def run(main: Callable[[list[str]], object], *args) -> Ran:
         capsys.readouterr()
-        root, handler = logging.getLogger(), logging.StreamHandler(sys.stderr)
-        level = root.level
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        try:
-            cli.run(lambda: main([str(arg) for arg in args]))
-            status = 0
-        except SystemExit as stopped:
-            if isinstance(stopped.code, str):  # as the interpreter does with sys.exit("message")
-                print(stopped.code, file=sys.stderr)
-            status = 1 if isinstance(stopped.code, str) else stopped.code or 0
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(level)
+        with logging_to(logging.StreamHandler(sys.stderr)):
+            try:
+                cli.run(lambda: main([str(arg) for arg in args]))
+                status = 0
+            except SystemExit as stopped:
+                if isinstance(stopped.code, str):  # as the interpreter does with sys.exit("message")
+                    print(stopped.code, file=sys.stderr)
+                status = 1 if isinstance(stopped.code, str) else stopped.code or 0
         out, err = capsys.readouterr()
         return Ran(status, out, err)
     return run

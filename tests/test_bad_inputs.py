@@ -33,7 +33,7 @@ import torch
 import yaml
 from PIL import Image, ImageCms
 
-from conftest import REPO, save, write_params
+from conftest import REPO, save, stage_script, write_params
 from sr_core.checkpoint import load_model, load_train_state, save_checkpoint
 from sr_core.commands.upscale import main as upscale_main
 from sr_core.config import InferenceConfig, ModelConfig, build, load_params
@@ -658,24 +658,26 @@ def read_only_folder(tmp_path, caplog):
         folder.chmod(0o755)
 
 
-def stage_errors_are_one_line(tmp_path, caplog):
+def stage_errors_are_one_line(tmp_path, caplog, command_line, monkeypatch):
     """A stage run with a bad param: exit status 1 and one line naming the key and its range; with
-    SR_DEBUG=1 the traceback too. With good params, small pairs land in rejects.csv by name."""
+    SR_DEBUG=1 the error itself, for its traceback. With good params, small pairs land in
+    rejects.csv by name."""
     lr_dir, hr_dir = valid_pairs(tmp_path, 4, lr_side=24)
     save(lr_dir / "small.png", np.zeros((8, 8, 3), np.uint8))
     save(hr_dir / "small.png", np.zeros((32, 32, 3), np.uint8))
     data = {"train_lr_dir": str(lr_dir), "train_hr_dir": str(hr_dir)}
     write_params(tmp_path, {"data": data, "train": {"epochs": 0}})
-    command = [sys.executable, str(REPO / "stages" / "split.py")]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-2] == \
-        "error: params.yaml: params.train.epochs must be an integer >= 1; got 0"
-    debug = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "SR_DEBUG": "1"})
-    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    monkeypatch.chdir(tmp_path)
+    result = command_line(stage_script("split"))
+    assert result.status == 1 and "Traceback" not in result.err
+    assert result.err.splitlines()[-2] == "error: params.yaml: params.train.epochs must be an integer >= 1; got 0"
+    monkeypatch.setenv("SR_DEBUG", "1")
+    with pytest.raises(ValueError, match="params.train.epochs must be an integer >= 1; got 0"):
+        command_line(stage_script("split"))
+    monkeypatch.delenv("SR_DEBUG")
     write_params(tmp_path, {"data": data, "train": {"patch_size": 64}})
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = command_line(stage_script("split"))
+    assert result.status == 0, result.err
     with open(tmp_path / "data" / "rejects.csv", newline="") as f:
         [reject] = csv.DictReader(f)
     assert reject["name"] == "small.png" and "HR is 32x32, under the 64 px a side" in reject["reason"]
@@ -717,14 +719,14 @@ CASES = [
     Case("a non-sRGB colour profile", colour_profiles_carried_or_named),
     Case("an ASCII locale; a name that is not UTF-8", submission_is_utf8_whatever_the_locale),
     Case("the whole upscale command's memory", whole_upscale_command_memory, slow=True),
-    Case("a stage's error is one line", stage_errors_are_one_line, slow=True),
+    Case("a stage's error is one line", stage_errors_are_one_line),
 ]
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, marks=[pytest.mark.slow] * case.slow) for case in CASES],
                          ids=[case.check.__name__ for case in CASES])
 def test_each_bad_input_gets_a_clear_answer(case, request, tmp_path, caplog):
-    extra = {name: request.getfixturevalue(name) for name in ("test_and_predictions", "command_line")
+    extra = {name: request.getfixturevalue(name) for name in ("test_and_predictions", "command_line", "monkeypatch")
              if name in case.check.__code__.co_varnames[:case.check.__code__.co_argcount]}
     case.check(tmp_path, caplog, **extra)
 

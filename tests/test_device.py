@@ -231,7 +231,7 @@ def test_an_onnx_model_runs_on_onnxruntimes_cpu_where_it_has_no_gpu_provider(exp
     from sr_core.inference import inference_model
     from sr_core.onnx_model import OnnxModel
 
-    onnx_path = exported[2]
+    onnx_path = exported.onnx
     fake_gpu(monkeypatch, (7, 5))
     monkeypatch.setattr("sr_core.inference.onnxruntime_has_cuda", lambda: False)
     with caplog.at_level(logging.INFO):

@@ -13,8 +13,7 @@ from onnx import TensorProto, helper
 from safetensors.torch import load_file, save_file
 
 from conftest import DEMO, save, trained_looking
-from sr_core.checkpoint import load_model, save_checkpoint
-from sr_core.commands.export import main as export_main
+from sr_core.checkpoint import load_model
 from sr_core.commands.upscale import main as upscale_main
 from sr_core.export import OPSET, agreement, write_checked
 from sr_core.images import read_image
@@ -24,7 +23,7 @@ from sr_core.onnx_model import MODEL_CONFIG_KEY, OnnxModel
 from sr_core.training import load_init_weights
 
 def test_onnx_file_has_the_stated_contract(exported):
-    model, _, onnx_path, _ = exported
+    model, onnx_path = exported.model, exported.onnx
     proto = onnx.load(onnx_path)
     onnx.checker.check_model(proto)
     assert [entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")] == [OPSET]
@@ -41,7 +40,7 @@ def test_onnx_file_has_the_stated_contract(exported):
 
 @pytest.mark.parametrize("shape", [(2, 3, 17, 23), (1, 3, 9, 31)])
 def test_onnxruntime_and_safetensors_compute_what_pytorch_does(exported, shape):
-    model, _, onnx_path, safetensors_path = exported
+    model, onnx_path, safetensors_path = exported.model, exported.onnx, exported.safetensors
     lr_img = torch.rand(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = model(lr_img).numpy()
@@ -55,7 +54,7 @@ def test_onnxruntime_and_safetensors_compute_what_pytorch_does(exported, shape):
 
 
 def test_safetensors_file_holds_weights_and_config_only(exported):
-    model, _, _, safetensors_path = exported
+    model, safetensors_path = exported.model, exported.safetensors
     tensors = load_file(safetensors_path)  # no pickle: the format has no code in it
     assert tensors.keys() == model.state_dict().keys()
     assert all(torch.equal(tensors[key], value) for key, value in model.state_dict().items())
@@ -71,8 +70,11 @@ def assert_same_pngs(got: dict, want: dict) -> None:
         assert np.array_equal(image.alpha, want[name].alpha) if want[name].alpha is not None else image.alpha is None
 
 
+@pytest.mark.parametrize("exported", ["demo"], indirect=True)  # each variant's formats agree: the test above
 def test_upscale_gives_the_same_pngs_with_each_format_and_with_self_ensemble(exported, tmp_path, rng):
-    model, checkpoint, onnx_path, safetensors_path = exported
+    """sr-upscale's PNGs from the .pt, the .onnx and the .safetensors (tiled, batched, RGBA), and
+    the self-ensemble over onnxruntime."""
+    model, onnx_path = exported.model, exported.onnx
     save(tmp_path / "in" / "a.png", rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))
     save(tmp_path / "in" / "b.png", rng.integers(0, 256, (50, 45, 4), dtype=np.uint8))  # RGBA, and tiled below
     save(tmp_path / "in" / "c.png", rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))  # batched with a.png
@@ -82,7 +84,7 @@ def test_upscale_gives_the_same_pngs_with_each_format_and_with_self_ensemble(exp
         upscale_main([str(model_path), str(tmp_path / "in"), "--out", str(out), "--tile", "24", *options])
         return {png.name: read_image(png) for png in sorted(out.iterdir())}
 
-    outputs = {path.suffix: upscaled(path) for path in (checkpoint, onnx_path, safetensors_path)}
+    outputs = {path.suffix: upscaled(path) for path in (exported.checkpoint, onnx_path, exported.safetensors)}
     assert outputs[".pt"].keys() == {"a.png", "b.png", "c.png"}
     for suffix in (".onnx", ".safetensors"):
         assert_same_pngs(outputs[suffix], outputs[".pt"])
@@ -94,17 +96,18 @@ def test_upscale_gives_the_same_pngs_with_each_format_and_with_self_ensemble(exp
     assert not np.array_equal(x8["a.png"].rgb, outputs[".onnx"]["a.png"].rgb)
 
 
-def test_the_command_writes_each_file_and_prints_its_agreement(tmp_path, caplog):
-    save_checkpoint(tmp_path / "best.v2.pt", trained_looking(DEMO))
-    caplog.set_level("INFO")
-    export_main([str(tmp_path / "best.v2.pt"), "--out", str(tmp_path / "out"), "--fp16"])
-    written = [tmp_path / "out" / f"best.v2.{suffix}" for suffix in ("onnx", "safetensors", "fp16.onnx")]
-    assert sorted((tmp_path / "out").iterdir()) == sorted(written)
+@pytest.mark.parametrize("exported", ["demo"], indirect=True)
+def test_the_command_writes_each_file_and_prints_its_agreement(exported):
+    """sr-export's files (named by the model's stem, dots and all, in --out) and their agreement
+    lines, as the session's export wrote them; the fp16 file takes float16 and agrees to 5e-3."""
+    out = exported.onnx.parent
+    written = [out / f"best.v2.{suffix}" for suffix in ("onnx", "safetensors", "fp16.onnx")]
+    assert sorted(out.iterdir()) == sorted(written)
     for path in written:
-        assert f"{path}: max abs difference " in caplog.text
+        assert f"{path}: max abs difference " in exported.logged
     fp16 = load_model(written[2], torch.device("cpu"))
     assert isinstance(fp16, OnnxModel) and fp16.input_dtype == np.float16
-    check = agreement(trained_looking(DEMO), fp16)
+    check = agreement(exported.model, fp16)
     assert check.max_abs < 5e-3 and check.uint8_max_diff <= 1
 
 
@@ -170,8 +173,7 @@ def bad_safetensors_files(folder, good):
 
 @pytest.mark.parametrize("exported", ["demo"], indirect=True)
 def test_files_that_are_not_exports_are_refused_by_name(exported, tmp_path, command_line):
-    _, _, onnx_path, safetensors_path = exported
-    cases = bad_onnx_files(tmp_path, onnx_path) + bad_safetensors_files(tmp_path, safetensors_path)
+    cases = bad_onnx_files(tmp_path, exported.onnx) + bad_safetensors_files(tmp_path, exported.safetensors)
     for path, message in cases:
         with pytest.raises(ValueError) as error:
             load_model(path, torch.device("cpu"))
@@ -186,7 +188,7 @@ def test_files_that_are_not_exports_are_refused_by_name(exported, tmp_path, comm
 
 
 def test_an_onnx_export_is_no_starting_point_for_training(exported):
-    model, _, onnx_path, safetensors_path = exported
+    model, onnx_path, safetensors_path = exported.model, exported.onnx, exported.safetensors
     with pytest.raises(ValueError, match=f"train.init_from {onnx_path}: an ONNX model's weights are not trainable"):
         load_init_weights(SRResNet(model.config), str(onnx_path))
     fresh = SRResNet(model.config)

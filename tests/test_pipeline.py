@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, deep_update, free_port, read_history, save, wait_for_epochs
-from sr_core.checkpoint import load_model
+from sr_core.checkpoint import load_model, save_checkpoint
 from sr_core.commands.compare import main as compare_main
 from sr_core.commands.upscale import main as upscale_main
 from sr_core.competition import decode_cell
@@ -106,11 +106,11 @@ def copy_of(baseline: Path, root: Path) -> Callable[..., str]:
     return runner(root)
 
 
-def test_repro_experiments_metrics_diff_and_fine_tuning(baseline, tmp_path, monkeypatch, capsys):
+def test_repro_an_onnx_experiment_into_the_competitions_file_and_what_starting_weights_rerun(baseline, tmp_path):
     """The baseline's outputs; an experiment that reruns only predict and submit (the ONNX export on a
-    GPU machine without onnxruntime-gpu, into the SRGD competition's file); one that trains again
-    (a top-level `lr`, fine-tuning from a checkpoint), with `dvc exp show`, `dvc metrics diff` and
-    sr-compare over it; training reruns when the starting weights change, not their file's name."""
+    GPU machine without onnxruntime-gpu, into the SRGD competition's file); training reruns when the
+    starting weights change, not their file's name. (An experiment that trains again, with `dvc exp
+    show`, `dvc metrics diff` and sr-compare over it: the README's path, below.)"""
     root = tmp_path / "repo"
     run = copy_of(baseline, root)
     for path in ("models/best.pt", "metrics/eval.json", "metrics/history.csv", "metrics/eval_samples.png"):
@@ -152,51 +152,27 @@ def test_repro_experiments_metrics_diff_and_fine_tuning(baseline, tmp_path, monk
     run("dvc", "checkout")
     assert changed_stages(run("dvc", "status")) == ALWAYS_RUN
 
-    # a named experiment on the top-level learning rate, fine-tuned from the workspace's model
+    # training reruns when the starting weights change, not when their file is renamed: DVC tracks them
+    # by the init_from stage's hash of them (`dvc commit` records the hash as a training from them would)
+    def start_from(path: str) -> None:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["train"]["init_from"] = path
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run("dvc", "repro", "init_from")
+
     (root / "models" / "init").mkdir()
     shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "general.pt")
-    output = run("dvc", "exp", "run", "-n", "lr-2e-4", "-S", "lr=2e-4", "-S", "train.init_from=models/init/general.pt")
-    for stage in ("train", "evaluate", "predict", "submit"):
-        assert f"Running stage '{stage}'" in output
-    for stage in ("demo_data", "split"):
-        assert f"Running stage '{stage}'" not in output
-    recorded = json.loads((root / "metrics" / "train.json").read_text())
-    assert recorded["init_from"] == "models/init/general.pt"
-    assert recorded["init_from_sha256"] == hashlib.sha256((root / "models/init/general.pt").read_bytes()).hexdigest()
-
-    shown = run("dvc", "exp", "show", "--csv", "--no-pager")
-    header, *rows = [line.split(",") for line in shown.strip().splitlines()]
-    assert "lr" in header and "val.model.psnr_y" in header
-    lrs = {float(row[header.index("lr")]) for row in rows}
-    assert {5e-4, 2e-4} <= lrs
-
-    diff = json.loads(run("dvc", "metrics", "diff", "--json"))
-    change = diff["metrics/eval.json"]["val.model.psnr_y"]
-    assert change["old"] == pytest.approx(baseline_eval["model"]["psnr_y"])
-    assert change["new"] != change["old"]
-    assert "val.model.psnr_y" in run("dvc", "metrics", "diff")
-
-    # per image: the last commit against the experiment by name, and against the workspace (the default);
-    # sr-compare's own function, in this process (its command line is tested with the README's path)
-    monkeypatch.chdir(root)
-    for args, out in ((("HEAD", "lr-2e-4", "--crops"), "by_name"), ((), "default")):
-        compare_main([*args, "--out", out, "--top", "2"])
-        printed = capsys.readouterr().out
-        assert "mean change per set" in printed and "changed most" in printed
-        with open(root / out / "sets.csv", newline="") as f:
-            [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
-        assert float(val["psnr_y_change"]) == pytest.approx(change["new"] - change["old"], abs=1e-6)
-        assert int(val["better"]) + int(val["worse"]) + int(val["same"]) == int(val["images"]) == baseline_eval["num_images"]
-        assert (root / out / "crops.png").exists() == ("--crops" in args)  # the models run only when asked
-
-    # training reruns when the starting weights change, not when their file is renamed
-    (root / "models" / "init" / "general.pt").rename(root / "models" / "init" / "renamed.pt")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["init_from"] = "models/init/renamed.pt"
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run("dvc", "repro", "init_from")
+    start_from("models/init/general.pt")
+    assert "train" in changed_stages(run("dvc", "status", "train"))  # not the weights its lock was trained from
+    run("dvc", "commit", "-f", "train")
     assert "train" not in changed_stages(run("dvc", "status", "train"))
-    shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "renamed.pt")  # other weights, same name
+    (root / "models" / "init" / "general.pt").rename(root / "models" / "init" / "renamed.pt")
+    start_from("models/init/renamed.pt")
+    assert "train" not in changed_stages(run("dvc", "status", "train"))
+    other = load_model(root / "models" / "best.pt", torch.device("cpu"))
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    save_checkpoint(root / "models" / "init" / "renamed.pt", other)  # other weights, same name
     run("dvc", "repro", "init_from")
     assert "train" in changed_stages(run("dvc", "status", "train"))
 
@@ -249,9 +225,10 @@ TINY_OVER_PRESET = ("-S model.num_blocks=1 -S model.num_features=8 -S train.epoc
                     "-S train.patch_size=32 -S train.patches_per_image=1 -S evaluate.num_samples=1")
 
 
-def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
-    """The README's own-data commands, as written, on a fake data set in its folder tree; only the
-    preset line gets tiny settings added."""
+def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path, monkeypatch, capsys):
+    """The README's own-data commands, as written, on a fake data set in its folder tree (only the
+    preset line gets tiny settings added): a named experiment that trains again, with `dvc exp
+    show`, `dvc metrics diff` and sr-compare over it."""
     root = tmp_path / "repo"
     run = fresh_copy(root)
     rng = np.random.default_rng(0)
@@ -280,18 +257,31 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path):
     assert [line.split()[:3] for line in commands] == [["git", "add", "dvc.lock"], ["dvc", "exp", "run"],
                                                        ["dvc", "exp", "show"], ["dvc", "metrics", "diff"],
                                                        ["sr-compare", "HEAD", "lr-2e-4"]]
-    outputs = []
-    for line in commands:
-        if "sr-compare" in line:
-            shutil.rmtree(root / ".dvc" / "cache")  # no model needed: the per-image scores are in git
-        outputs.append(run("bash", "-c", line))
-    assert "lr-2e-4" in outputs[2]
+    outputs = [run("bash", "-c", line) for line in commands[:-1]]
+    ran = set(re.findall(r"Running stage '(\w+)'", outputs[1]))
+    assert {"train", "evaluate", "predict", "submit"} <= ran and not ran & {"demo_data", "split"}
+    assert "lr-2e-4" in outputs[2] and "0.0002" in outputs[2] and "0.001" in outputs[2]  # the preset's lr beside it
     baseline = json.loads(run("git", "show", "HEAD:metrics/eval.json"))["val"]["model"]["psnr_y"]
     diff = json.loads(run("dvc", "metrics", "diff", "--json"))["metrics/eval.json"]["val.model.psnr_y"]
     assert diff["old"] == pytest.approx(baseline)  # against the own-data baseline, not the demo's val tiles
-    with open(root / "compare" / "sets.csv", newline="") as f:
-        [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
-    assert float(val["psnr_y_change"]) == pytest.approx(diff["new"] - diff["old"], abs=1e-6)
+    assert diff["new"] != diff["old"]
+    val_images = json.loads((root / "metrics/eval.json").read_text())["val"]["num_images"]
+
+    # per image: sr-compare's function in this process, against the experiment by name with the crops
+    # (its models run) and against the workspace (the default); then the README's line, with no model
+    monkeypatch.chdir(root)
+    for args, out in ((("HEAD", "lr-2e-4", "--crops"), "by_name"), ((), "default")):
+        compare_main([*args, "--out", out, "--top", "2"])
+        printed = capsys.readouterr().out
+        assert "mean change per set" in printed and "changed most" in printed
+        assert (root / out / "crops.png").exists() == ("--crops" in args)  # the models run only when asked
+    shutil.rmtree(root / ".dvc" / "cache")  # no model needed: the per-image scores are in git
+    run("bash", "-c", commands[-1])
+    for out in ("by_name", "default", "compare"):
+        with open(root / out / "sets.csv", newline="") as f:
+            [val] = [row for row in csv.DictReader(f) if row["set"] == "val"]
+        assert float(val["psnr_y_change"]) == pytest.approx(diff["new"] - diff["old"], abs=1e-6)
+        assert int(val["better"]) + int(val["worse"]) + int(val["same"]) == int(val["images"]) == val_images
 
 
 def queue_status(root: Path) -> str:
@@ -459,19 +449,24 @@ def processes_in(root: Path) -> list[psutil.Process]:
 
 def test_two_processes_as_an_experiment_resumed_after_a_kill_and_on_two_machines(baseline, tmp_path):
     """`dvc exp run -S train.processes=2` on the CPU (gloo) is an experiment like any other (of the
-    train stage here: the stages after it read its model whatever trained it) and the same run as
-    torchrun started by hand; a SIGKILL to the whole group leaves no worker behind and `dvc repro`
+    train stage here: the stages after it read its model whatever trained it; fine-tuned from the
+    baseline's model by train.init_from, which it records) and the same run as torchrun started by hand; a SIGKILL to the whole group leaves no worker behind and `dvc repro`
     resumes it; and two checkouts joined by torchrun's PET_* variables, one process each (two
     machines, here on one host), train the same run again."""
     root = tmp_path / "repo"
     run = copy_of(baseline, root)
+    (root / "models" / "init").mkdir()
+    shutil.copy(root / "models" / "best.pt", root / "models" / "init" / "general.pt")
     output = run("dvc", "exp", "run", "-n", "two", "-S", "train.processes=2", "-S", f"train.epochs={EPOCHS}",
-                 "-S", "train.patches_per_image=8", "train")
+                 "-S", "train.patches_per_image=8", "-S", "train.init_from=models/init/general.pt", "train")
     assert "Running stage 'train'" in output and "Running stage 'split'" not in output
+    recorded = json.loads((root / "metrics" / "train.json").read_text())
+    assert recorded["init_from"] == "models/init/general.pt"
+    assert recorded["init_from_sha256"] == hashlib.sha256((root / "models/init/general.pt").read_bytes()).hexdigest()
     shown = csv.DictReader(run("dvc", "exp", "show", "--csv", "--no-pager").splitlines())
     [two] = [row for row in shown if row["Experiment"] == "two"]
     assert two["train.processes"] == "2" and two["train.epochs"] == str(EPOCHS)
-    assert json.loads((root / "metrics/train.json").read_text())["device"] == "2 x cpu"
+    assert recorded["device"] == "2 x cpu"
     model = load_model(root / "models/best.pt", torch.device("cpu"))
     assert model(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
     experiment = read_history(root)
