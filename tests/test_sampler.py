@@ -133,7 +133,7 @@ def test_a_batch_takes_a_constant_handful_of_tensor_operations(mixed, tmp_path, 
     batches per batch returned, those of the background thread (on disk) per batch it prepared."""
     pairs, decoded = mixed
     counts = []
-    for batch_size in (64, 256):
+    for batch_size in (16, 64):  # a count that does not grow with the batch: any two sizes show it
         store = stores(pairs, decoded, 96, tmp_path)[on_disk]
         batcher = PatchBatcher(store, 96, True, CPU, seed=0, batch_size=batch_size)
         batcher.sample()
