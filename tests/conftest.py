@@ -143,12 +143,11 @@ def exported(request, tmp_path_factory) -> Exported:
     """Each network variant exported once for the session by sr-export's `main` (`--out`, and
     `--fp16` for the demo network): the files every export test reads."""
     folder = tmp_path_factory.mktemp("export")
-    model = trained_looking(VARIANTS[request.param])
-    save_checkpoint(folder / "best.v2.pt", model)
+    model, checkpoint, out = trained_looking(VARIANTS[request.param]), folder / "best.v2.pt", folder / "out"
+    save_checkpoint(checkpoint, model)
     with logging_to(logging.handlers.BufferingHandler(capacity=1000)) as handler:
-        export_main([str(folder / "best.v2.pt"), "--out", str(folder / "out"),
-                     *(["--fp16"] if request.param == "demo" else [])])
-    return Exported(model, folder / "best.v2.pt", folder / "out" / "best.v2.onnx", folder / "out" / "best.v2.safetensors",
+        export_main([str(checkpoint), "--out", str(out), *(["--fp16"] if request.param == "demo" else [])])
+    return Exported(model, checkpoint, out / "best.v2.onnx", out / "best.v2.safetensors",
                     "\n".join(record.getMessage() for record in handler.buffer))
 
 

@@ -260,7 +260,9 @@ def test_the_readme_path_for_your_own_data_works_on_a_fresh_copy(tmp_path, monke
     outputs = [run("bash", "-c", line) for line in commands[:-1]]
     ran = set(re.findall(r"Running stage '(\w+)'", outputs[1]))
     assert {"train", "evaluate", "predict", "submit"} <= ran and not ran & {"demo_data", "split"}
-    assert "lr-2e-4" in outputs[2] and "0.0002" in outputs[2] and "0.001" in outputs[2]  # the preset's lr beside it
+    [experiment] = [line.split() for line in outputs[2].splitlines() if "lr-2e-4" in line]
+    assert "0.0002" in experiment and "0.001" in outputs[2].split()  # beside the preset's lr
+    assert "val.model.psnr_y" in outputs[3]  # the README's `dvc metrics diff`, as it prints
     baseline = json.loads(run("git", "show", "HEAD:metrics/eval.json"))["val"]["model"]["psnr_y"]
     diff = json.loads(run("dvc", "metrics", "diff", "--json"))["metrics/eval.json"]["val.model.psnr_y"]
     assert diff["old"] == pytest.approx(baseline)  # against the own-data baseline, not the demo's val tiles
@@ -450,8 +452,8 @@ def processes_in(root: Path) -> list[psutil.Process]:
 def test_two_processes_as_an_experiment_resumed_after_a_kill_and_on_two_machines(baseline, tmp_path):
     """`dvc exp run -S train.processes=2` on the CPU (gloo) is an experiment like any other (of the
     train stage here: the stages after it read its model whatever trained it; fine-tuned from the
-    baseline's model by train.init_from, which it records) and the same run as torchrun started by hand; a SIGKILL to the whole group leaves no worker behind and `dvc repro`
-    resumes it; and two checkouts joined by torchrun's PET_* variables, one process each (two
+    baseline's model by train.init_from, which it records) and the same run as torchrun started by
+    hand; a SIGKILL to the whole group leaves no worker behind and `dvc repro` resumes it; and two checkouts joined by torchrun's PET_* variables, one process each (two
     machines, here on one host), train the same run again."""
     root = tmp_path / "repo"
     run = copy_of(baseline, root)

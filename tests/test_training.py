@@ -385,9 +385,11 @@ def test_validation_equals_the_reference_metrics(paired_folder):
             assert val[key] == pytest.approx(sum(r[key] for r in reference) / len(reference), rel=1e-5), key
 
 
-def fake_clock(monkeypatch, step_seconds: Callable[[int], float] = lambda step: 1.0) -> None:
-    """Training's clock made to advance `step_seconds(step)` per training step, one second unless
-    given, and nothing else (validation takes no time): timings that do not depend on the machine."""
+def run_on_a_fake_clock(paired_folder: Path, monkeypatch, step_seconds: Callable[[int], float] = lambda step: 1.0,
+                        **train_changes) -> tuple[dict, list[dict]]:
+    """A tiny training whose clock advances `step_seconds(step)` per training step, one second
+    unless given, and nothing else (validation takes no time): timings that do not depend on the
+    machine. Its summary and history rows."""
     import types
     from sr_core.sampler import PatchBatcher
     clock, taken = [0.0], [0]
@@ -399,12 +401,6 @@ def fake_clock(monkeypatch, step_seconds: Callable[[int], float] = lambda step: 
         taken[0] += 1
         return sample(self)
     monkeypatch.setattr(PatchBatcher, "sample", timed_sample)
-
-
-def budget_run(paired_folder: Path, monkeypatch, step_seconds: Callable[[int], float] = lambda step: 1.0,
-               **train_changes) -> tuple[dict, list[dict]]:
-    """A run under `fake_clock`."""
-    fake_clock(monkeypatch, step_seconds)
     pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
     out = paired_folder / "out"
     summary = train(tiny_params(**train_changes), pairs[:4], pairs[4:], out / "best.pt", out / "history.csv",
@@ -418,7 +414,7 @@ def budget_run(paired_folder: Path, monkeypatch, step_seconds: Callable[[int], f
 def test_a_time_budget_ends_the_run_at_the_step_it_runs_out(paired_folder, monkeypatch):
     """4 steps an epoch, a 10-second budget, 10 nominal epochs: after epoch 1 (4 s) 6 more steps fit,
     so epoch 3 ends after 2 steps, at 10 s; the cosine, laid over those 10 steps, never reaches 0."""
-    summary, rows = budget_run(paired_folder, monkeypatch, epochs=10, val_every=5, time_limit_minutes=10 / 60)
+    summary, rows = run_on_a_fake_clock(paired_folder, monkeypatch, epochs=10, val_every=5, time_limit_minutes=10 / 60)
     assert (summary["epochs"], summary["nominal_epochs"], summary["stopped_by"]) == (3, 10, "time limit")
     assert [(int(row["steps"]), float(row["seconds"])) for row in rows] == [(4, 4.0), (4, 4.0), (2, 2.0)]
     assert summary["steps"] == 10 and summary["steps_per_second"] == 1.0
@@ -432,7 +428,7 @@ def test_an_epoch_cut_short_by_the_budget_is_the_last_even_when_the_steps_speed_
     """20 steps an epoch, a 15-second budget: steps 2 to 11 take 1 s, so 15 steps are planned; the
     next ones take 0.5 s, and with 2 s left after step 15 the plan grew to 17, past the epoch's
     cut but short of epoch 2's first step (20): epoch 2 took no step and divided its loss by 0."""
-    summary, rows = budget_run(paired_folder, monkeypatch, step_seconds=lambda step: 1.0 if step < 11 else 0.5,
+    summary, rows = run_on_a_fake_clock(paired_folder, monkeypatch, step_seconds=lambda step: 1.0 if step < 11 else 0.5,
                                epochs=10, patches_per_image=10, time_limit_minutes=15 / 60)
     assert [(int(row["steps"]), float(row["seconds"])) for row in rows] == [(15, 13.0)]
     assert (summary["epochs"], summary["steps"], summary["stopped_by"]) == (1, 15, "time limit")
@@ -441,7 +437,7 @@ def test_an_epoch_cut_short_by_the_budget_is_the_last_even_when_the_steps_speed_
 def test_a_budget_shorter_than_an_epoch_is_planned_from_the_first_steps(paired_folder, monkeypatch):
     """20 steps an epoch, a 1-epoch warmup, a 15-second budget: the pace of steps 2 to 11 (1 s each)
     plans 15 steps, the warmup takes a bounded share of them, and the run ends inside epoch 1."""
-    summary, rows = budget_run(paired_folder, monkeypatch, epochs=10, patches_per_image=10, warmup_epochs=1,
+    summary, rows = run_on_a_fake_clock(paired_folder, monkeypatch, epochs=10, patches_per_image=10, warmup_epochs=1,
                                time_limit_minutes=15 / 60)
     assert [(int(row["steps"]), float(row["seconds"])) for row in rows] == [(15, 15.0)]
     assert summary["stopped_by"] == "time limit" and bool(rows[0]["val_psnr_rgb"])
@@ -562,16 +558,12 @@ def test_without_a_terminal_training_logs_its_progress_within_epochs(paired_fold
     (here every 3 s of a clock that takes 1 s a step, so on any machine)."""
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, whatever pytest's capture
     monkeypatch.setattr(training, "PROGRESS_SECONDS", 3)
-    fake_clock(monkeypatch)
-    pairs, _ = check_pairs(paired_folder / "lr", paired_folder / "hr", 4)
-    out = paired_folder / "out"
     caplog.set_level(logging.INFO)
-    train(tiny_params(patches_per_image=20, batch_size=4), pairs[:5], pairs[5:], out / "best.pt", out / "history.csv",
-          out / "last.pt", out / "cache")
-    lines = re.findall(r"epoch (\d)/3: step (\d+)/25, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
+    run_on_a_fake_clock(paired_folder, monkeypatch, patches_per_image=20, batch_size=4)
+    lines = re.findall(r"epoch (\d)/3: step (\d+)/20, ([\d.]+) steps/s, loss ([\d.]+), (\d+):(\d\d):(\d\d) left",
                        caplog.text)
     assert {int(epoch) for epoch, *_ in lines} == {1, 2, 3}  # every epoch reports
-    assert all(0 < int(step) < 25 and float(rate) == 1 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
+    assert all(0 < int(step) < 20 and float(rate) == 1 and 0 < float(loss) < 1 for _, step, rate, loss, *_ in lines)
     left = [3600 * int(h) + 60 * int(m) + int(s) for *_, h, m, s in lines]
     assert left == sorted(left, reverse=True) and left[0] > left[-1] > 0  # the time left counts down
 
